@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# tvm2kafka benchmark (issue 5): tvm2kafka against kcat on the same local Kafka,
+# and tvm2kafka --dry-run against plain parallel gzip decompression.
+#
+#   bench/run.sh [--records N] [--parts N] [--rounds N] [--compression lz4]
+#                [--partitions N] [--seed N] [--smoke]
+#
+#   --records N       devices in the synthetic snapshot   (default 1000000)
+#   --parts N         gzip part files                     (default 8)
+#   --rounds N        rounds of every contender           (default 3)
+#   --compression C   none|gzip|snappy|lz4|zstd, both producers (default lz4)
+#   --partitions N    partitions of every bench topic      (default 6)
+#   --smoke           20,000 records, 1 round: proves the benchmark works (CI)
+#
+# What it does:
+#   1. builds .rig/bench/tvm2kafka (./cmd/tvm2kafka) and .rig/bench/gen (./bench/gen)
+#   2. generates the parts with internal/synth, plus the same lines pre-keyed as
+#      "DeviceId<TAB>line" for kcat (cached in .rig/bench/data-*, reused next time)
+#   3. starts Kafka and Azurite with scripts/kafka.sh and scripts/azurite.sh (unless
+#      already running; what it starts it stops), uploads the parts to Azurite and
+#      serves a fake Defender API whose InfoGatheringExport answer lists their SAS URLs
+#   4. per round, on fresh topics with the same partition count:
+#        tvm2kafka   `tvm2kafka run` (Azurite → Kafka), under /usr/bin/time -v
+#        kcat        zcat keyed parts | kcat -P -K '\t' -X topic.partitioner=murmur2_random
+#                    -X acks=all -z C
+#        dry-run     `tvm2kafka run` with TVM2KAFKA_DRY_RUN=true (download, gunzip, framing, keys; no Kafka)
+#        gunzip      the parts decompressed by `gzip -dc` (pigz if present) on all cores
+#      and checks every topic holds what it should
+#   5. prints records/s, MB/s (decompressed), peak RSS: medians and min–max, and the
+#      ratios tvm2kafka/kcat and dry-run/gunzip; the table is kept in .rig/bench/
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RIG="${TVM2KAFKA_RIG_DIR:-$ROOT/.rig}/bench"
+
+records=1000000
+parts=8
+rounds=3
+compression=lz4
+partitions=6
+seed=1
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--records) records="${2:?--records needs a value}"; shift 2 ;;
+	--parts) parts="${2:?--parts needs a value}"; shift 2 ;;
+	--rounds) rounds="${2:?--rounds needs a value}"; shift 2 ;;
+	--compression) compression="${2:?--compression needs a value}"; shift 2 ;;
+	--partitions) partitions="${2:?--partitions needs a value}"; shift 2 ;;
+	--seed) seed="${2:?--seed needs a value}"; shift 2 ;;
+	--smoke) records=20000; rounds=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+for v in records parts rounds partitions seed; do
+	[[ "${!v}" =~ ^[0-9]+$ ]] || die "--$v must be a number, got '${!v}'"
+done
+((rounds >= 1 && parts >= 1 && partitions >= 1 && records >= 1)) || die "--records, --parts, --rounds, --partitions must be ≥ 1"
+case "$compression" in none | gzip | snappy | lz4 | zstd) ;; *) die "--compression must be none|gzip|snappy|lz4|zstd" ;; esac
+
+command -v go >/dev/null || die "go not found"
+command -v kcat >/dev/null || die "kcat not found (Debian: apt-get install kcat)"
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (Debian: apt-get install time)"
+
+mkdir -p "$RIG"
+RUN="$(date +%Y%m%dT%H%M%S)-$$"
+RESULTS="$RIG/results-$RUN.tsv"
+REPORT="$RIG/report-$RUN.txt"
+DATA="$RIG/data-r$records-p$parts-s$seed"
+GEN="$RIG/gen"
+TVM="$RIG/tvm2kafka"
+
+# ------------------------------------------------------------------ cleanup
+started=()
+manifest_pid=""
+cleanup() {
+	local rc=$?
+	if [[ -n "$manifest_pid" ]]; then
+		kill "$manifest_pid" 2>/dev/null || true
+		wait "$manifest_pid" 2>/dev/null || true
+	fi
+	local s
+	for s in "${started[@]}"; do
+		"$ROOT/scripts/$s.sh" stop || log "stopping $s failed"
+	done
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ build and data
+log "building tvm2kafka and bench/gen"
+(cd "$ROOT" && go build -o "$TVM" ./cmd/tvm2kafka && go build -o "$GEN" ./bench/gen)
+"$GEN" gen --records "$records" --parts "$parts" --seed "$seed" --out "$DATA" >&2
+
+# ------------------------------------------------------------------ services
+for s in kafka azurite; do
+	if "$ROOT/scripts/$s.sh" status >/dev/null 2>&1; then
+		log "$s already running: using it"
+	else
+		"$ROOT/scripts/$s.sh" start
+		started+=("$s")
+	fi
+done
+eval "$("$ROOT/scripts/kafka.sh" env)"
+eval "$("$ROOT/scripts/azurite.sh" env)"
+BROKERS="${IT_KAFKA_BROKERS:?scripts/kafka.sh env did not set IT_KAFKA_BROKERS}"
+BLOB="${IT_AZURITE_BLOB:?scripts/azurite.sh env did not set IT_AZURITE_BLOB}"
+
+"$GEN" upload --dir "$DATA" --blob "$BLOB" >&2
+"$GEN" serve-manifest --dir "$DATA" >"$RIG/manifest-$RUN.url" 2>"$RIG/manifest-$RUN.log" &
+manifest_pid=$!
+MDE_URL=""
+for _ in $(seq 100); do
+	MDE_URL="$(head -n1 "$RIG/manifest-$RUN.url" 2>/dev/null || true)"
+	[[ "$MDE_URL" == http://* ]] && break
+	kill -0 "$manifest_pid" 2>/dev/null || die "manifest server exited: $(cat "$RIG/manifest-$RUN.log")"
+	sleep 0.1
+done
+[[ "$MDE_URL" == http://* ]] || die "manifest server did not print its URL"
+log "fake Defender API at $MDE_URL"
+
+# ------------------------------------------------------------------ contenders
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+maxrss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
+
+# expect_count TOPIC N: the topic holds exactly N messages.
+expect_count() {
+	local got
+	got="$("$GEN" count --brokers "$BROKERS" --topic "$1")"
+	[[ "$got" == "$2" ]] || die "topic $1 holds $got messages, want $2"
+}
+
+tvm_env=(
+	env -u AZURE_CLIENT_SECRET -u AZURE_CLIENT_CERTIFICATE_PATH -u AZURE_FEDERATED_TOKEN_FILE
+	KAFKA_BROKERS="$BROKERS" KAFKA_COMPRESSION="$compression"
+	MDE_API_URL="$MDE_URL" MDE_ACCESS_TOKEN=bench
+	LOG_LEVEL="${BENCH_LOG_LEVEL:-info}" LOG_FORMAT=json
+)
+
+run_tvm2kafka() { # round
+	local topic="bench.tvm2kafka.$RUN.$1" tf="$RIG/time-tvm2kafka-$RUN-$1.txt" lf="$RIG/tvm2kafka-$RUN-$1.log" t0 t1
+	"$GEN" create-topic --brokers "$BROKERS" --topic "$topic" --partitions "$partitions" >/dev/null
+	t0="$(now)"
+	/usr/bin/time -v -o "$tf" "${tvm_env[@]}" KAFKA_TOPIC="$topic" "$TVM" run >"$lf" 2>&1 ||
+		{ tail -n 20 "$lf" >&2; die "tvm2kafka run failed (log: $lf)"; }
+	t1="$(now)"
+	# every record, plus snapshot-start and snapshot-end on every partition
+	expect_count "$topic" $((records + 2 * partitions))
+	"$GEN" delete-topic --brokers "$BROKERS" --topic "$topic" >/dev/null
+	printf 'tvm2kafka\t%s\t%s\t%s\n' "$1" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" >>"$RESULTS"
+	log "round $1 tvm2kafka: $(elapsed "$t0" "$t1") s"
+}
+
+run_kcat() { # round
+	local topic="bench.kcat.$RUN.$1" tf="$RIG/time-kcat-$RUN-$1.txt" lf="$RIG/kcat-$RUN-$1.log" t0 t1 z=()
+	[[ "$compression" == none ]] || z=(-z "$compression")
+	"$GEN" create-topic --brokers "$BROKERS" --topic "$topic" --partitions "$partitions" >/dev/null
+	t0="$(now)"
+	zcat "$DATA"/keyed/*.tsv.gz |
+		/usr/bin/time -v -o "$tf" kcat -P -b "$BROKERS" -t "$topic" -K '\t' \
+			-X topic.partitioner=murmur2_random -X acks=all "${z[@]}" 2>"$lf" ||
+		{ tail -n 20 "$lf" >&2; die "kcat pipeline failed (log: $lf)"; }
+	t1="$(now)"
+	expect_count "$topic" "$records"
+	"$GEN" delete-topic --brokers "$BROKERS" --topic "$topic" >/dev/null
+	printf 'kcat\t%s\t%s\t%s\n' "$1" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" >>"$RESULTS"
+	log "round $1 kcat: $(elapsed "$t0" "$t1") s"
+}
+
+run_dry() { # round
+	local tf="$RIG/time-dry-run-$RUN-$1.txt" lf="$RIG/dry-run-$RUN-$1.log" t0 t1
+	t0="$(now)"
+	/usr/bin/time -v -o "$tf" "${tvm_env[@]}" KAFKA_TOPIC=bench.dry-run TVM2KAFKA_DRY_RUN=true "$TVM" run >"$lf" 2>&1 ||
+		{ tail -n 20 "$lf" >&2; die "tvm2kafka run --dry-run failed (log: $lf)"; }
+	t1="$(now)"
+	printf 'dry-run\t%s\t%s\t%s\n' "$1" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" >>"$RESULTS"
+	log "round $1 dry-run: $(elapsed "$t0" "$t1") s"
+}
+
+run_gunzip() { # round
+	local t0 t1 unz=(gzip -dc)
+	command -v pigz >/dev/null && unz=(pigz -dc)
+	t0="$(now)"
+	printf '%s\0' "$DATA"/parts/*.json.gz | xargs -0 -P "$(nproc)" -n1 "${unz[@]}" >/dev/null
+	t1="$(now)"
+	printf 'gunzip\t%s\t%s\t0\n' "$1" "$(elapsed "$t0" "$t1")" >>"$RESULTS"
+	log "round $1 gunzip: $(elapsed "$t0" "$t1") s"
+}
+
+printf '# contender\tround\twall_seconds\tmax_rss_kb\n' >"$RESULTS"
+log "$rounds round(s) of $records records in $parts parts, compression $compression, $partitions partitions"
+for ((r = 1; r <= rounds; r++)); do
+	# alternate who goes first, so neither always meets a warmer broker or page cache
+	if ((r % 2)); then
+		run_tvm2kafka "$r"; run_kcat "$r"; run_dry "$r"; run_gunzip "$r"
+	else
+		run_kcat "$r"; run_tvm2kafka "$r"; run_gunzip "$r"; run_dry "$r"
+	fi
+done
+
+{
+	printf 'tvm2kafka benchmark %s: compression %s, %d partitions, %d round(s)\n' "$RUN" "$compression" "$partitions" "$rounds"
+	printf 'machine: %s, %s cores, %s MB RAM, %s\n' \
+		"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
+		"$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(go version | awk '{ print $3 }')"
+	"$GEN" report --dir "$DATA" --results "$RESULTS"
+} | tee "$REPORT"
+log "results: $RESULTS, report: $REPORT"

@@ -1,0 +1,416 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/source"
+)
+
+// Exit codes of the contract (§2).
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// usageError marks an error of configuration or usage: exit status 2,
+// reported before any network call.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// setting is one configuration value: an environment variable and the
+// equivalent flag. The flag wins over the variable, the variable over
+// the default.
+type setting struct {
+	env    string
+	flag   string
+	def    string
+	help   string
+	secret bool // never printed; also readable from the file named by env+"_FILE"
+	group  string
+}
+
+// settings lists every setting of `tvm2kafka run` in help order.
+func settings() []setting {
+	cpus := strconv.Itoa(runtime.NumCPU())
+	d := producer.DefaultConfig()
+	return []setting{
+		{group: "Defender API and Entra ID"},
+		{env: "AZURE_TENANT_ID", flag: "azure-tenant-id", help: "Entra ID tenant (directory) ID"},
+		{env: "AZURE_CLIENT_ID", flag: "azure-client-id", help: "app (client) ID; with managed identity: a user-assigned identity's client ID"},
+		{env: "AZURE_CLIENT_SECRET", flag: "azure-client-secret", secret: true, help: "client secret (client-credentials flow); prefer the variable or AZURE_CLIENT_SECRET_FILE over the flag"},
+		{env: "AZURE_CLIENT_CERTIFICATE_PATH", flag: "azure-client-certificate-path", help: "PEM or PKCS#12 certificate with its private key (certificate credential)"},
+		{env: "AZURE_CLIENT_CERTIFICATE_PASSWORD", flag: "azure-client-certificate-password", secret: true, help: "password of a PKCS#12 certificate"},
+		{env: "AZURE_FEDERATED_TOKEN_FILE", flag: "azure-federated-token-file", help: "workload identity token file (set by the AKS workload identity webhook)"},
+		{env: "AZURE_AUTHORITY_HOST", flag: "azure-authority-host", help: "Entra ID authority, e.g. https://login.microsoftonline.us for GCC High / DoD (default public cloud)"},
+		{env: "MDE_AUTH", flag: "mde-auth", def: "auto", help: "auto | token | client-secret | client-certificate | workload-identity | managed-identity; auto picks by the settings present (managed identity only when asked for)"},
+		{env: "MDE_API_URL", flag: "mde-api-url", def: "https://api.securitycenter.microsoft.com", help: "Defender API base URL (regional and government hosts too)"},
+		{env: "MDE_TOKEN_SCOPE", flag: "mde-token-scope", help: "OAuth scope (default https://api.securitycenter.microsoft.com/.default; for *.securitycenter.microsoft.us hosts that host + /.default)"},
+		{env: "MDE_ACCESS_TOKEN", flag: "mde-access-token", secret: true, help: "bearer token obtained elsewhere; skips Entra ID"},
+		{env: "MDE_SAS_VALID_HOURS", flag: "mde-sas-valid-hours", help: "sasValidHours sent to the export API, 1-24 (default: not sent, the API's 3 hours)"},
+		{env: "MDE_EXPORT", flag: "mde-export", def: "InfoGatheringExport", help: "export to take: GET /api/machines/{export}"},
+		{group: "Kafka"},
+		{env: "KAFKA_BROKERS", flag: "kafka-brokers", help: "comma-separated host:port (required)"},
+		{env: "KAFKA_TOPIC", flag: "kafka-topic", def: d.Topic, help: "target topic; created when missing"},
+		{env: "KAFKA_DLQ_TOPIC", flag: "kafka-dlq-topic", help: "topic for rejected lines (optional; created when missing)"},
+		{env: "KAFKA_COMPRESSION", flag: "kafka-compression", def: d.Compression, help: "none | gzip | snappy | lz4 | zstd"},
+		{env: "KAFKA_TOPIC_PARTITIONS", flag: "kafka-topic-partitions", def: strconv.Itoa(d.TopicPartitions), help: "partitions of a topic this tool creates (an existing topic is used as it is)"},
+		{env: "KAFKA_TOPIC_REPLICATION_FACTOR", flag: "kafka-topic-replication-factor", def: strconv.Itoa(d.TopicReplicationFactor), help: "replication factor of a created topic; -1 = the broker's default"},
+		{env: "KAFKA_MAX_MESSAGE_BYTES", flag: "kafka-max-message-bytes", def: strconv.Itoa(d.MaxMessageBytes), help: "largest line published; larger lines are rejected (match the broker's message.max.bytes; Event Hubs: at most 1000000)"},
+		{env: "KAFKA_SASL_MECHANISM", flag: "kafka-sasl-mechanism", help: "PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512"},
+		{env: "KAFKA_SASL_USERNAME", flag: "kafka-sasl-username", help: "SASL user (Azure Event Hubs: $ConnectionString)"},
+		{env: "KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", secret: true, help: "SASL password (Event Hubs: the connection string); prefer the variable or KAFKA_SASL_PASSWORD_FILE"},
+		{env: "KAFKA_TLS", flag: "kafka-tls", def: "false", help: "TLS to the brokers (true/false); implied by the TLS file settings"},
+		{env: "KAFKA_TLS_CA_FILE", flag: "kafka-tls-ca-file", help: "PEM CA bundle to verify the brokers (default: system roots)"},
+		{env: "KAFKA_TLS_CERT_FILE", flag: "kafka-tls-cert-file", help: "PEM client certificate (mutual TLS)"},
+		{env: "KAFKA_TLS_KEY_FILE", flag: "kafka-tls-key-file", help: "PEM client key (mutual TLS)"},
+		{group: "Pipeline and logs"},
+		{env: "TVM2KAFKA_WORKERS", flag: "workers", def: cpus, help: "part files processed at once (default: number of CPUs)"},
+		{env: "TVM2KAFKA_RETRY_MAX_ELAPSED", flag: "retry-max-elapsed", def: "2m", help: "how long transient failures of one part or write are retried before the run fails"},
+		{env: "TVM2KAFKA_DRY_RUN", flag: "dry-run", def: "false", help: "download, decompress and frame everything but publish nothing (no Kafka needed)"},
+		{env: "LOG_LEVEL", flag: "log-level", def: "info", help: "trace | debug | info | warn | error"},
+		{env: "LOG_FORMAT", flag: "log-format", def: "json", help: "json | console"},
+	}
+}
+
+// lookupFunc is os.LookupEnv; tests pass their own.
+type lookupFunc func(string) (string, bool)
+
+// rawValues resolves every setting: flag, then environment (then the
+// secret's _FILE variant), then default.
+type rawValues map[string]string
+
+func resolve(fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawValues, error) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	out := rawValues{}
+	for _, s := range settings() {
+		if s.env == "" {
+			continue
+		}
+		if given[s.flag] {
+			out[s.env] = *set[s.flag]
+			continue
+		}
+		if v, ok := lookup(s.env); ok && v != "" {
+			out[s.env] = v
+			continue
+		}
+		if s.secret {
+			if path, ok := lookup(s.env + "_FILE"); ok && path != "" {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return nil, usagef("%s_FILE: %w", s.env, err)
+				}
+				out[s.env] = strings.TrimRight(string(b), "\r\n")
+				continue
+			}
+		}
+		out[s.env] = s.def
+	}
+	return out, nil
+}
+
+// newFlagSet registers a flag for every setting.
+func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, map[string]*string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := map[string]*string{}
+	for _, s := range settings() {
+		if s.env == "" {
+			continue
+		}
+		vals[s.flag] = fs.String(s.flag, "", s.help)
+	}
+	fs.Usage = func() { printRunUsage(stderr) }
+	return fs, vals
+}
+
+func printRunUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: tvm2kafka run [flags]")
+	fmt.Fprintln(w, "\nTakes one snapshot of the Defender export and publishes it to Kafka, then exits.")
+	fmt.Fprintln(w, "Every setting is a flag and an environment variable; the flag wins. Secrets can also be")
+	fmt.Fprintln(w, "read from a file named by <VARIABLE>_FILE.")
+	for _, s := range settings() {
+		if s.env == "" {
+			fmt.Fprintf(w, "\n%s:\n", s.group)
+			continue
+		}
+		def := s.def
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(w, "  --%s / %s (default %s)\n      %s\n", s.flag, s.env, def, s.help)
+	}
+	fmt.Fprintln(w, "\nExit status: 0 snapshot complete, 1 snapshot failed (abort markers written), 2 bad configuration or usage.")
+}
+
+// config is the validated configuration of one run.
+type config struct {
+	auth        string
+	cred        source.CredentialConfig
+	apiURL      string
+	export      string
+	sasHours    int
+	kafka       producer.Config
+	workers     int
+	retryMax    time.Duration
+	dryRun      bool
+	logLevel    zerolog.Level
+	logFormat   string
+	secretsSeen []string // values to scrub from anything printed
+}
+
+// parseConfig turns raw values into a validated config. It makes no
+// network call; every error is a usageError naming the setting.
+func parseConfig(v rawValues) (*config, error) {
+	c := &config{export: v["MDE_EXPORT"]}
+	var errs []error
+	bad := func(env, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{env}, args...)...))
+	}
+	intVal := func(env string, min, max int) int {
+		s := v[env]
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			bad(env, "%q is not a whole number", s)
+			return 0
+		}
+		if n < min || n > max {
+			bad(env, "%d is out of range %d..%d", n, min, max)
+		}
+		return n
+	}
+	boolVal := func(env string) bool {
+		b, err := strconv.ParseBool(strings.TrimSpace(v[env]))
+		if err != nil {
+			bad(env, "%q is not true or false", v[env])
+		}
+		return b
+	}
+
+	// Logs.
+	lvl, err := zerolog.ParseLevel(strings.ToLower(v["LOG_LEVEL"]))
+	if err != nil || v["LOG_LEVEL"] == "" {
+		bad("LOG_LEVEL", "%q is not one of trace, debug, info, warn, error", v["LOG_LEVEL"])
+	}
+	c.logLevel = lvl
+	c.logFormat = strings.ToLower(v["LOG_FORMAT"])
+	if c.logFormat != "json" && c.logFormat != "console" {
+		bad("LOG_FORMAT", "%q is not json or console", v["LOG_FORMAT"])
+	}
+
+	// Pipeline.
+	c.workers = intVal("TVM2KAFKA_WORKERS", 1, 256)
+	c.dryRun = boolVal("TVM2KAFKA_DRY_RUN")
+	if d, err := time.ParseDuration(v["TVM2KAFKA_RETRY_MAX_ELAPSED"]); err != nil || d <= 0 {
+		bad("TVM2KAFKA_RETRY_MAX_ELAPSED", "%q is not a positive duration such as 2m", v["TVM2KAFKA_RETRY_MAX_ELAPSED"])
+	} else {
+		c.retryMax = d
+	}
+
+	// Defender API.
+	if c.export == "" || strings.ContainsAny(c.export, "/?#") {
+		bad("MDE_EXPORT", "%q is not an export name", c.export)
+	}
+	c.apiURL = strings.TrimRight(v["MDE_API_URL"], "/")
+	if err := checkURL(c.apiURL); err != nil {
+		bad("MDE_API_URL", "%v", err)
+	}
+	if s := v["MDE_SAS_VALID_HOURS"]; s != "" {
+		c.sasHours = intVal("MDE_SAS_VALID_HOURS", 1, 24)
+	}
+	scope := v["MDE_TOKEN_SCOPE"]
+	if scope == "" {
+		scope = defaultScope(c.apiURL)
+	}
+	c.cred = source.CredentialConfig{
+		TenantID:            v["AZURE_TENANT_ID"],
+		ClientID:            v["AZURE_CLIENT_ID"],
+		ClientSecret:        v["AZURE_CLIENT_SECRET"],
+		CertificatePath:     v["AZURE_CLIENT_CERTIFICATE_PATH"],
+		CertificatePassword: v["AZURE_CLIENT_CERTIFICATE_PASSWORD"],
+		FederatedTokenFile:  v["AZURE_FEDERATED_TOKEN_FILE"],
+		AuthorityHost:       strings.TrimRight(v["AZURE_AUTHORITY_HOST"], "/"),
+		AccessToken:         v["MDE_ACCESS_TOKEN"],
+		Scope:               scope,
+	}
+	if h := c.cred.AuthorityHost; h != "" {
+		if u, err := url.Parse(h); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("AZURE_AUTHORITY_HOST", "%q is not an https URL", h)
+		}
+	}
+	c.auth, err = pickAuth(v["MDE_AUTH"], c.cred)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	// Keep only the settings of the chosen credential, so that the
+	// source package's own selection agrees with ours.
+	switch c.auth {
+	case "token":
+		c.cred = source.CredentialConfig{AccessToken: c.cred.AccessToken, Scope: scope}
+	case "client-secret":
+		c.cred.CertificatePath, c.cred.FederatedTokenFile, c.cred.AccessToken = "", "", ""
+	case "client-certificate":
+		c.cred.ClientSecret, c.cred.FederatedTokenFile, c.cred.AccessToken = "", "", ""
+	case "workload-identity":
+		c.cred.ClientSecret, c.cred.CertificatePath, c.cred.AccessToken = "", "", ""
+	case "managed-identity":
+		c.cred.ClientSecret, c.cred.CertificatePath, c.cred.FederatedTokenFile, c.cred.AccessToken = "", "", "", ""
+	}
+
+	// Kafka.
+	k := producer.DefaultConfig()
+	if b := strings.TrimSpace(v["KAFKA_BROKERS"]); b != "" {
+		for _, h := range strings.Split(b, ",") {
+			h = strings.TrimSpace(h)
+			if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+				bad("KAFKA_BROKERS", "%q is not host:port", h)
+			}
+			k.Brokers = append(k.Brokers, h)
+		}
+	} else if !c.dryRun {
+		bad("KAFKA_BROKERS", "required (comma-separated host:port), or set TVM2KAFKA_DRY_RUN=true")
+	}
+	k.Topic = v["KAFKA_TOPIC"]
+	k.DLQTopic = v["KAFKA_DLQ_TOPIC"]
+	k.Compression = strings.ToLower(v["KAFKA_COMPRESSION"])
+	k.TopicPartitions = intVal("KAFKA_TOPIC_PARTITIONS", 1, 100000)
+	k.TopicReplicationFactor = intVal("KAFKA_TOPIC_REPLICATION_FACTOR", -1, 1000)
+	if k.TopicReplicationFactor == 0 {
+		bad("KAFKA_TOPIC_REPLICATION_FACTOR", "0 is not allowed; -1 means the broker's default")
+	}
+	k.MaxMessageBytes = intVal("KAFKA_MAX_MESSAGE_BYTES", 1024, 64<<20)
+	k.SASLMechanism = strings.ToUpper(v["KAFKA_SASL_MECHANISM"])
+	k.SASLUsername = v["KAFKA_SASL_USERNAME"]
+	k.SASLPassword = v["KAFKA_SASL_PASSWORD"]
+	k.TLS = boolVal("KAFKA_TLS")
+	k.TLSCAFile = v["KAFKA_TLS_CA_FILE"]
+	k.TLSCertFile = v["KAFKA_TLS_CERT_FILE"]
+	k.TLSKeyFile = v["KAFKA_TLS_KEY_FILE"]
+	if k.TLSCAFile != "" || k.TLSCertFile != "" || k.TLSKeyFile != "" {
+		k.TLS = true
+	}
+	k.RetryMaxElapsed = c.retryMax
+	if len(errs) == 0 {
+		if err := k.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.kafka = k
+
+	for _, s := range []string{c.cred.ClientSecret, c.cred.CertificatePassword, c.cred.AccessToken, k.SASLPassword} {
+		if s != "" {
+			c.secretsSeen = append(c.secretsSeen, s)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &usageError{errors.Join(errs...)}
+	}
+	return c, nil
+}
+
+// pickAuth chooses the credential kind. auto never falls back to managed
+// identity silently: off Azure that would only time out.
+func pickAuth(mode string, cr source.CredentialConfig) (string, error) {
+	needApp := func(kind string) error {
+		if cr.TenantID == "" || cr.ClientID == "" {
+			return fmt.Errorf("MDE_AUTH: %s needs AZURE_TENANT_ID and AZURE_CLIENT_ID", kind)
+		}
+		return nil
+	}
+	switch strings.ToLower(mode) {
+	case "auto", "":
+		switch {
+		case cr.AccessToken != "":
+			return "token", nil
+		case cr.ClientSecret != "":
+			return "client-secret", needApp("client-secret")
+		case cr.CertificatePath != "":
+			return "client-certificate", needApp("client-certificate")
+		case cr.FederatedTokenFile != "":
+			return "workload-identity", needApp("workload-identity")
+		}
+		return "", errors.New("no credentials: set MDE_ACCESS_TOKEN, or AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE, or MDE_AUTH=managed-identity")
+	case "token":
+		if cr.AccessToken == "" {
+			return "", errors.New("MDE_AUTH=token needs MDE_ACCESS_TOKEN")
+		}
+		return "token", nil
+	case "client-secret":
+		if cr.ClientSecret == "" {
+			return "", errors.New("MDE_AUTH=client-secret needs AZURE_CLIENT_SECRET")
+		}
+		return "client-secret", needApp("client-secret")
+	case "client-certificate":
+		if cr.CertificatePath == "" {
+			return "", errors.New("MDE_AUTH=client-certificate needs AZURE_CLIENT_CERTIFICATE_PATH")
+		}
+		if _, err := os.Stat(cr.CertificatePath); err != nil {
+			return "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", err)
+		}
+		return "client-certificate", needApp("client-certificate")
+	case "workload-identity":
+		if cr.FederatedTokenFile == "" {
+			return "", errors.New("MDE_AUTH=workload-identity needs AZURE_FEDERATED_TOKEN_FILE")
+		}
+		return "workload-identity", needApp("workload-identity")
+	case "managed-identity":
+		return "managed-identity", nil
+	}
+	return "", fmt.Errorf("MDE_AUTH: %q is not auto, token, client-secret, client-certificate, workload-identity or managed-identity", mode)
+}
+
+// checkURL accepts https URLs, and plain http only on loopback hosts
+// (local fakes): a bearer token never crosses a network in clear text.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+			return nil
+		}
+		return fmt.Errorf("%q: plain http is allowed only for loopback hosts", raw)
+	}
+	return fmt.Errorf("%q is not an http(s) URL", raw)
+}
+
+// defaultScope is the contract's default scope, except for the US
+// government hosts (GCC High, DoD), whose API is a resource of its own:
+// there MDE_API_URL and AZURE_AUTHORITY_HOST are all a user has to set.
+func defaultScope(apiURL string) string {
+	const public = "https://api.securitycenter.microsoft.com/.default"
+	u, err := url.Parse(apiURL)
+	if err != nil {
+		return public
+	}
+	if h := strings.ToLower(u.Hostname()); strings.HasSuffix(h, ".securitycenter.microsoft.us") {
+		return "https://" + h + "/.default"
+	}
+	return public
+}

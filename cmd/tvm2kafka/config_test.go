@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func envOf(m map[string]string) lookupFunc {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	base := map[string]string{
+		"MDE_API_URL":      srv.URL,
+		"MDE_ACCESS_TOKEN": "tok-abcdef",
+		"KAFKA_BROKERS":    strings.TrimPrefix(srv.URL, "http://"),
+	}
+	cases := []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		wants []string // substrings of stderr
+	}{
+		{"missing brokers", map[string]string{"KAFKA_BROKERS": ""}, nil, []string{"KAFKA_BROKERS", "required"}},
+		{"broker without port", map[string]string{"KAFKA_BROKERS": "kafka"}, nil, []string{"KAFKA_BROKERS", "host:port"}},
+		{"bad compression", map[string]string{"KAFKA_COMPRESSION": "brotli"}, nil, []string{"KAFKA_COMPRESSION"}},
+		{"flag wins over env", map[string]string{"KAFKA_COMPRESSION": "lz4"}, []string{"--kafka-compression", "xz"}, []string{"KAFKA_COMPRESSION"}},
+		{"sas hours out of range", map[string]string{"MDE_SAS_VALID_HOURS": "25"}, nil, []string{"MDE_SAS_VALID_HOURS", "1..24"}},
+		{"sas hours not a number", map[string]string{"MDE_SAS_VALID_HOURS": "three"}, nil, []string{"MDE_SAS_VALID_HOURS"}},
+		{"workers zero", map[string]string{"TVM2KAFKA_WORKERS": "0"}, nil, []string{"TVM2KAFKA_WORKERS"}},
+		{"plain http off loopback", map[string]string{"MDE_API_URL": "http://api.example.com"}, nil, []string{"MDE_API_URL", "loopback"}},
+		{"no credentials", map[string]string{"MDE_ACCESS_TOKEN": ""}, nil, []string{"no credentials", "MDE_AUTH=managed-identity"}},
+		{"secret without tenant", map[string]string{"MDE_ACCESS_TOKEN": "", "AZURE_CLIENT_SECRET": "s3cr3t-value", "AZURE_CLIENT_ID": "c"}, nil, []string{"AZURE_TENANT_ID"}},
+		{"bad auth mode", map[string]string{"MDE_AUTH": "kerberos"}, nil, []string{"MDE_AUTH"}},
+		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, nil, []string{"LOG_LEVEL"}},
+		{"bad log format", map[string]string{"LOG_FORMAT": "xml"}, nil, []string{"LOG_FORMAT"}},
+		{"sasl without user", map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"}, nil, []string{"KAFKA_SASL"}},
+		{"unknown sasl", map[string]string{"KAFKA_SASL_MECHANISM": "GSSAPI", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, nil, []string{"KAFKA_SASL_MECHANISM"}},
+		{"missing CA file", map[string]string{"KAFKA_TLS_CA_FILE": "/nonexistent/ca.pem"}, nil, []string{"KAFKA_TLS_CA_FILE"}},
+		{"replication factor zero", map[string]string{"KAFKA_TOPIC_REPLICATION_FACTOR": "0"}, nil, []string{"KAFKA_TOPIC_REPLICATION_FACTOR"}},
+		{"unknown flag", nil, []string{"--no-such-flag"}, []string{"no-such-flag"}},
+		{"stray argument", nil, []string{"extra"}, []string{"unexpected argument"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range base {
+				env[k] = v
+			}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"run"}, tc.args...), envOf(env), &stdout, &stderr)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, stderr.String())
+				}
+			}
+			for _, secret := range []string{"tok-abcdef", "s3cr3t-value"} {
+				if strings.Contains(stderr.String(), secret) {
+					t.Errorf("stderr shows a secret:\n%s", stderr.String())
+				}
+			}
+		})
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d network calls were made by runs with bad configuration", n)
+	}
+}
+
+func TestFlagWinsOverEnvAndDefaults(t *testing.T) {
+	fs, vals := newFlagSet("run", &bytes.Buffer{})
+	if err := fs.Parse([]string{"--kafka-topic", "from-flag", "--workers", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := resolve(fs, vals, envOf(map[string]string{
+		"KAFKA_TOPIC": "from-env", "KAFKA_DLQ_TOPIC": "dlq-from-env", "TVM2KAFKA_WORKERS": "9",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"KAFKA_TOPIC": "from-flag", "TVM2KAFKA_WORKERS": "3", "KAFKA_DLQ_TOPIC": "dlq-from-env",
+		"MDE_API_URL": "https://api.securitycenter.microsoft.com", "KAFKA_COMPRESSION": "lz4",
+	} {
+		if raw[k] != want {
+			t.Errorf("%s = %q, want %q", k, raw[k], want)
+		}
+	}
+}
+
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret")
+	if err := os.WriteFile(path, []byte("from-file-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs, vals := newFlagSet("run", &bytes.Buffer{})
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := resolve(fs, vals, envOf(map[string]string{
+		"AZURE_CLIENT_SECRET_FILE": path, "KAFKA_SASL_PASSWORD_FILE": path,
+		"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "KAFKA_BROKERS": "127.0.0.1:1",
+		"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.cred.ClientSecret != "from-file-secret" || cfg.kafka.SASLPassword != "from-file-secret" {
+		t.Fatalf("secrets not read from files: %q %q", cfg.cred.ClientSecret, cfg.kafka.SASLPassword)
+	}
+	if cfg.auth != "client-secret" {
+		t.Fatalf("auth = %q", cfg.auth)
+	}
+	if _, err := resolve(fs, vals, envOf(map[string]string{"AZURE_CLIENT_SECRET_FILE": filepath.Join(dir, "missing")})); err == nil {
+		t.Fatal("a missing secret file was accepted")
+	}
+}
+
+func TestAuthSelection(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"MDE_ACCESS_TOKEN": "t0ken"}, "token"},
+		{map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"}, "client-secret"},
+		{map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_FEDERATED_TOKEN_FILE": "/var/run/token"}, "workload-identity"},
+		{map[string]string{"MDE_AUTH": "managed-identity"}, "managed-identity"},
+		{map[string]string{"MDE_AUTH": "managed-identity", "AZURE_CLIENT_ID": "user-assigned"}, "managed-identity"},
+	}
+	for _, tc := range cases {
+		raw := defaultValues()
+		raw["KAFKA_BROKERS"] = "127.0.0.1:9092"
+		for k, v := range tc.env {
+			raw[k] = v
+		}
+		cfg, err := parseConfig(raw)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		if cfg.auth != tc.want {
+			t.Errorf("%v: auth %q, want %q", tc.env, cfg.auth, tc.want)
+		}
+	}
+}
+
+func TestDefaultScope(t *testing.T) {
+	for api, want := range map[string]string{
+		"https://api.securitycenter.microsoft.com":        "https://api.securitycenter.microsoft.com/.default",
+		"https://eu.api.security.microsoft.com":           "https://api.securitycenter.microsoft.com/.default",
+		"https://api-gov.securitycenter.microsoft.us":     "https://api-gov.securitycenter.microsoft.us/.default",
+		"https://api-gcc.securitycenter.microsoft.us":     "https://api-gcc.securitycenter.microsoft.us/.default",
+		"https://api-us.securitycenter.microsoft.com/api": "https://api.securitycenter.microsoft.com/.default",
+	} {
+		if got := defaultScope(api); got != want {
+			t.Errorf("defaultScope(%s) = %s, want %s", api, got, want)
+		}
+	}
+}
+
+func TestHelpListsEverySetting(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"run", "--help"}, envOf(nil), &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, s := range settings() {
+		if s.env == "" {
+			continue
+		}
+		if !strings.Contains(stderr.String(), s.env) || !strings.Contains(stderr.String(), "--"+s.flag) {
+			t.Errorf("run --help does not document %s / --%s", s.env, s.flag)
+		}
+	}
+	stdout.Reset()
+	if code := run(context.Background(), []string{"--help"}, envOf(nil), &stdout, &stderr); code != exitOK {
+		t.Fatalf("--help exit %d", code)
+	}
+	if !strings.Contains(stdout.String(), "KAFKA_BROKERS") || !strings.Contains(stdout.String(), "demo") {
+		t.Errorf("tvm2kafka --help misses settings or commands:\n%s", stdout.String())
+	}
+	if code := run(context.Background(), []string{"frobnicate"}, envOf(nil), &stdout, &stderr); code != exitUsage {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+func TestRedactor(t *testing.T) {
+	var out bytes.Buffer
+	r := &redactor{w: &out, secrets: []string{"hunter2-password"}}
+	in := `{"msg":"x","url":"https://a.blob.core.windows.net/c/p.gz?sv=2020&sig=abc%2Fdef&se=1","err":"auth Bearer eyJ0eXAi.abc.def failed with hunter2-password"}`
+	if _, err := r.Write([]byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, bad := range []string{"abc%2Fdef", "eyJ0eXAi", "hunter2-password"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("redacted output still holds %q: %s", bad, got)
+		}
+	}
+	if !strings.Contains(got, "sig=[REDACTED]") || !strings.Contains(got, "sv=2020") {
+		t.Errorf("unexpected redaction: %s", got)
+	}
+}

@@ -1,0 +1,148 @@
+package fakes
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func get(t *testing.T, c *http.Client, method, u string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestBlobStore(t *testing.T) {
+	s := NewBlobStore()
+	defer s.Close()
+	s.Put("c", "a/b=1/part.json.gz", []byte("0123456789"))
+	c := http.DefaultClient
+	u := s.SASURL("c", "a/b=1/part.json.gz", time.Now().Add(time.Hour))
+	resp, body := get(t, c, "GET", u, nil)
+	if resp.StatusCode != 200 || body != "0123456789" || resp.Header.Get("x-ms-blob-type") != "BlockBlob" || resp.Header.Get("ETag") == "" {
+		t.Fatalf("GET: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, body = get(t, c, "GET", u, map[string]string{"x-ms-range": "bytes=4-"})
+	if resp.StatusCode != 206 || body != "456789" || resp.Header.Get("Content-Range") != "bytes 4-9/10" {
+		t.Fatalf("range: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, body = get(t, c, "GET", u, map[string]string{"Range": "bytes=2-3"})
+	if resp.StatusCode != 206 || body != "23" {
+		t.Fatalf("range: %d %q", resp.StatusCode, body)
+	}
+	resp, _ = get(t, c, "GET", u, map[string]string{"If-Match": `"other"`})
+	if resp.StatusCode != 412 {
+		t.Fatalf("If-Match: %d", resp.StatusCode)
+	}
+	resp, body = get(t, c, "HEAD", u, nil)
+	if resp.StatusCode != 200 || body != "" || resp.ContentLength != 10 {
+		t.Fatalf("HEAD: %d %q %d", resp.StatusCode, body, resp.ContentLength)
+	}
+	past := s.SASURL("c", "a/b=1/part.json.gz", time.Now().Add(-time.Minute))
+	resp, body = get(t, c, "GET", past, nil)
+	if resp.StatusCode != 403 || resp.Header.Get("x-ms-error-code") != "AuthenticationFailed" || !strings.Contains(body, "<Code>AuthenticationFailed</Code>") {
+		t.Fatalf("expired: %d %q", resp.StatusCode, body)
+	}
+	resp, _ = get(t, c, "GET", strings.Replace(u, "sig=", "sig=x", 1), nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("bad sig: %d", resp.StatusCode)
+	}
+	resp, body = get(t, c, "GET", s.SASURL("c", "missing", time.Now().Add(time.Hour)), nil)
+	if resp.StatusCode != 404 || !strings.Contains(body, "BlobNotFound") {
+		t.Fatalf("missing: %d %q", resp.StatusCode, body)
+	}
+	s.ExpireSignatures()
+	if resp, _ = get(t, c, "GET", u, nil); resp.StatusCode != 403 {
+		t.Fatalf("revoked sig: %d", resp.StatusCode)
+	}
+	if resp, _ = get(t, c, "GET", s.SASURL("c", "a/b=1/part.json.gz", time.Now().Add(time.Hour)), nil); resp.StatusCode != 200 {
+		t.Fatalf("new sig: %d", resp.StatusCode)
+	}
+	if s.Requests() != 10 {
+		t.Fatalf("requests %d", s.Requests())
+	}
+}
+
+func TestBlobProxyFaults(t *testing.T) {
+	s := NewBlobStore()
+	defer s.Close()
+	p := NewBlobProxy(s.URL())
+	defer p.Close()
+	s.Put("c", "x/part.gz", []byte(strings.Repeat("z", 5000)))
+	u := p.Rewrite(s.SASURL("c", "x/part.gz", time.Now().Add(time.Hour)))
+	if !strings.HasPrefix(u, p.URL()) {
+		t.Fatal(u)
+	}
+	p.Inject("part.gz", Fault{Status: 503}, Fault{CopyPending: true}, Fault{Expired: true}, Fault{CutAfter: 100})
+	c := &http.Client{}
+	if resp, _ := get(t, c, "GET", u, nil); resp.StatusCode != 503 {
+		t.Fatal(resp.StatusCode)
+	}
+	if resp, body := get(t, c, "GET", u, nil); resp.StatusCode != 200 || body != "" || resp.Header.Get("x-ms-copy-status") != "pending" {
+		t.Fatal(resp.StatusCode, body)
+	}
+	if resp, _ := get(t, c, "GET", u, nil); resp.StatusCode != 403 {
+		t.Fatal(resp.StatusCode)
+	}
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || len(b) != 100 {
+		t.Fatalf("cut: %d bytes, err %v", len(b), err)
+	}
+	if resp, body := get(t, c, "GET", u, nil); resp.StatusCode != 200 || len(body) != 5000 {
+		t.Fatal(resp.StatusCode, len(body))
+	}
+	p.ExpireSignatures()
+	if resp, _ := get(t, c, "GET", u, nil); resp.StatusCode != 403 {
+		t.Fatal("old signature still accepted")
+	}
+	if resp, _ := get(t, c, "GET", p.Rewrite(s.SASURL("c", "x/part.gz", time.Now().Add(2*time.Hour))), nil); resp.StatusCode != 200 {
+		t.Fatal("new signature refused")
+	}
+}
+
+func TestDefender(t *testing.T) {
+	d := NewDefender(DefenderConfig{TLS: true,
+		Manifest:  func() ([]string, string) { return []string{"https://a/b?sig=1"}, "2026-01-01T00:00:00Z" },
+		Authorize: func(b string) bool { return b == "ok" }})
+	defer d.Close()
+	resp, body := get(t, d.Client(), "GET", d.URL()+"/api/Machines/InfoGatheringExport?sasValidHours=2", map[string]string{"Authorization": "Bearer ok"})
+	if resp.StatusCode != 200 || !strings.Contains(body, `"exportFiles":["https://a/b?sig=1"]`) || d.LastQuery().Get("sasValidHours") != "2" {
+		t.Fatal(resp.StatusCode, body)
+	}
+	if resp, _ = get(t, d.Client(), "GET", d.URL()+"/api/machines/InfoGatheringExport", map[string]string{"Authorization": "Bearer no"}); resp.StatusCode != 401 {
+		t.Fatal(resp.StatusCode)
+	}
+	d.Fail(Response{Status: 429, Header: http.Header{"Retry-After": {"3"}}})
+	if resp, _ = get(t, d.Client(), "GET", d.URL()+"/api/machines/InfoGatheringExport", nil); resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" {
+		t.Fatal(resp.StatusCode)
+	}
+	if len(d.Calls()) != 3 {
+		t.Fatal(len(d.Calls()))
+	}
+}
+
+func TestClock(t *testing.T) {
+	start := time.Unix(0, 0)
+	c := NewClock(start)
+	<-c.After(time.Minute)
+	c.Advance(time.Second)
+	if c.Now().Sub(start) != 61*time.Second || len(c.Sleeps()) != 1 {
+		t.Fatal(c.Now(), c.Sleeps())
+	}
+}

@@ -1,0 +1,311 @@
+package producer
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// Defaults of Config; see DefaultConfig.
+const (
+	DefaultTopic                  = "mde.infogathering"
+	DefaultCompression            = "lz4"
+	DefaultTopicPartitions        = 6
+	DefaultTopicReplicationFactor = -1
+	DefaultMaxMessageBytes        = 1_000_000
+	DefaultBatchBytes             = 1_000_000
+	DefaultBatchSize              = 1000
+	DefaultBatchTimeout           = 5 * time.Millisecond
+	DefaultWriteTimeout           = 30 * time.Second
+	DefaultDialTimeout            = 10 * time.Second
+	DefaultRetryMaxElapsed        = 2 * time.Minute
+)
+
+// SASL mechanisms accepted by Config.SASLMechanism.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// Config is the Kafka side of tvm2kafka. The comment of each field names
+// the environment variable it is read from (contract §3); DefaultConfig
+// holds every default.
+type Config struct {
+	// Brokers are host:port bootstrap addresses (KAFKA_BROKERS).
+	Brokers []string
+	// Topic receives records and markers (KAFKA_TOPIC, default
+	// "mde.infogathering").
+	Topic string
+	// DLQTopic receives rejected lines when set (KAFKA_DLQ_TOPIC).
+	DLQTopic string
+	// Compression is none, gzip, snappy, lz4 or zstd (KAFKA_COMPRESSION,
+	// default lz4: cheapest CPU per byte saved on the producer).
+	Compression string
+
+	// SASLMechanism is empty, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	// (KAFKA_SASL_MECHANISM, case-insensitive); SASLUsername and
+	// SASLPassword (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD) are
+	// required with it. The password never appears in logs or errors.
+	SASLMechanism, SASLUsername, SASLPassword string
+
+	// TLS turns TLS on (KAFKA_TLS). TLSCAFile is a PEM bundle of CAs to
+	// trust instead of the system pool (KAFKA_TLS_CA_FILE); TLSCertFile
+	// and TLSKeyFile a client certificate for mutual TLS
+	// (KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE).
+	TLS                                bool
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+
+	// TopicPartitions is the partition count of a topic this program
+	// creates (KAFKA_TOPIC_PARTITIONS, default 6). An existing topic is
+	// used with the partition count it has.
+	TopicPartitions int
+	// TopicReplicationFactor of a created topic, -1 = the broker's
+	// default.replication.factor (KAFKA_TOPIC_REPLICATION_FACTOR).
+	TopicReplicationFactor int
+
+	// MaxMessageBytes bounds one record (KAFKA_MAX_MESSAGE_BYTES, default
+	// 1,000,000, the broker's default message.max.bytes less headroom);
+	// longer lines are rejected without being buffered.
+	MaxMessageBytes int
+
+	// BatchBytes, BatchSize and BatchTimeout are the kafka-go Writer's
+	// per-partition batching (KAFKA_BATCH_BYTES default 1,000,000 — under
+	// Azure Event Hubs' 1 MB request limit —, KAFKA_BATCH_SIZE default
+	// 1000, KAFKA_BATCH_TIMEOUT default 5ms). The writer's batch bytes is
+	// raised to MaxMessageBytes when smaller.
+	BatchBytes   int64
+	BatchSize    int
+	BatchTimeout time.Duration
+
+	// WriteTimeout bounds one produce request (KAFKA_WRITE_TIMEOUT,
+	// default 30s); DialTimeout one connection attempt (KAFKA_DIAL_TIMEOUT,
+	// default 10s).
+	WriteTimeout, DialTimeout time.Duration
+
+	// RetryMaxElapsed bounds the retries of a failed write or marker
+	// (KAFKA_RETRY_MAX_ELAPSED, default 2m).
+	RetryMaxElapsed time.Duration
+}
+
+// DefaultConfig returns a Config with every default set and no brokers.
+func DefaultConfig() Config {
+	return Config{
+		Topic:                  DefaultTopic,
+		Compression:            DefaultCompression,
+		TopicPartitions:        DefaultTopicPartitions,
+		TopicReplicationFactor: DefaultTopicReplicationFactor,
+		MaxMessageBytes:        DefaultMaxMessageBytes,
+		BatchBytes:             DefaultBatchBytes,
+		BatchSize:              DefaultBatchSize,
+		BatchTimeout:           DefaultBatchTimeout,
+		WriteTimeout:           DefaultWriteTimeout,
+		DialTimeout:            DefaultDialTimeout,
+		RetryMaxElapsed:        DefaultRetryMaxElapsed,
+	}
+}
+
+// Validate checks the configuration without any network call. Every error
+// names the environment variable to fix.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if len(c.Brokers) == 0 {
+		add("KAFKA_BROKERS: at least one broker host:port is required")
+	}
+	for _, b := range c.Brokers {
+		host, port, err := net.SplitHostPort(b)
+		if err != nil || host == "" {
+			add("KAFKA_BROKERS: %q is not host:port", b)
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			add("KAFKA_BROKERS: %q has an invalid port", b)
+		}
+	}
+	if err := validTopic(c.Topic); err != nil {
+		add("KAFKA_TOPIC: %w", err)
+	}
+	if c.DLQTopic != "" {
+		if err := validTopic(c.DLQTopic); err != nil {
+			add("KAFKA_DLQ_TOPIC: %w", err)
+		} else if c.DLQTopic == c.Topic {
+			add("KAFKA_DLQ_TOPIC: must differ from KAFKA_TOPIC")
+		}
+	}
+	if _, err := compressionCodec(c.Compression); err != nil {
+		add("KAFKA_COMPRESSION: %w", err)
+	}
+
+	mech := strings.ToUpper(strings.TrimSpace(c.SASLMechanism))
+	switch mech {
+	case "":
+		if c.SASLUsername != "" || c.SASLPassword != "" {
+			add("KAFKA_SASL_MECHANISM: required when KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+		}
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		if c.SASLUsername == "" {
+			add("KAFKA_SASL_USERNAME: required with KAFKA_SASL_MECHANISM=%s", mech)
+		}
+		if c.SASLPassword == "" {
+			add("KAFKA_SASL_PASSWORD: required with KAFKA_SASL_MECHANISM=%s", mech)
+		}
+		if c.SASLUsername != "" && c.SASLPassword != "" {
+			if _, err := c.saslMechanism(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	default:
+		add("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
+	}
+
+	if !c.TLS {
+		for _, f := range []struct{ env, val string }{
+			{"KAFKA_TLS_CA_FILE", c.TLSCAFile}, {"KAFKA_TLS_CERT_FILE", c.TLSCertFile}, {"KAFKA_TLS_KEY_FILE", c.TLSKeyFile},
+		} {
+			if f.val != "" {
+				add("%s: set but KAFKA_TLS is off (set KAFKA_TLS=true)", f.env)
+			}
+		}
+	} else if _, err := c.tlsConfig(); err != nil {
+		errs = append(errs, err)
+	}
+
+	if c.TopicPartitions < 1 {
+		add("KAFKA_TOPIC_PARTITIONS: must be at least 1, got %d", c.TopicPartitions)
+	}
+	if c.TopicReplicationFactor != -1 && c.TopicReplicationFactor < 1 {
+		add("KAFKA_TOPIC_REPLICATION_FACTOR: must be -1 (broker default) or at least 1, got %d", c.TopicReplicationFactor)
+	}
+	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 256<<20 {
+		add("KAFKA_MAX_MESSAGE_BYTES: must be between 1024 and %d, got %d", 256<<20, c.MaxMessageBytes)
+	}
+	if c.BatchBytes < 1 {
+		add("KAFKA_BATCH_BYTES: must be positive, got %d", c.BatchBytes)
+	}
+	if c.BatchSize < 1 {
+		add("KAFKA_BATCH_SIZE: must be positive, got %d", c.BatchSize)
+	}
+	if c.BatchTimeout <= 0 {
+		add("KAFKA_BATCH_TIMEOUT: must be positive, got %s", c.BatchTimeout)
+	}
+	if c.WriteTimeout <= 0 {
+		add("KAFKA_WRITE_TIMEOUT: must be positive, got %s", c.WriteTimeout)
+	}
+	if c.DialTimeout <= 0 {
+		add("KAFKA_DIAL_TIMEOUT: must be positive, got %s", c.DialTimeout)
+	}
+	if c.RetryMaxElapsed <= 0 {
+		add("KAFKA_RETRY_MAX_ELAPSED: must be positive, got %s", c.RetryMaxElapsed)
+	}
+	return errors.Join(errs...)
+}
+
+// validTopic applies Kafka's topic name rules.
+func validTopic(t string) error {
+	if t == "" {
+		return errors.New("topic name is empty")
+	}
+	if t == "." || t == ".." {
+		return fmt.Errorf("topic name %q is not allowed", t)
+	}
+	if len(t) > 249 {
+		return errors.New("topic name is longer than 249 characters")
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("topic name %q may only contain ASCII letters, digits, '.', '_' and '-'", t)
+		}
+	}
+	return nil
+}
+
+func compressionCodec(name string) (kafka.Compression, error) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "none", "":
+		return 0, nil
+	case "gzip":
+		return kafka.Gzip, nil
+	case "snappy":
+		return kafka.Snappy, nil
+	case "lz4":
+		return kafka.Lz4, nil
+	case "zstd":
+		return kafka.Zstd, nil
+	}
+	return 0, fmt.Errorf("%q is not one of none, gzip, snappy, lz4, zstd", name)
+}
+
+// tlsConfig builds the TLS configuration (nil when TLS is off), reading the
+// CA and key pair files. Errors name the variable and never a file's content.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %s holds no PEM certificate", c.TLSCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
+		return nil, errors.New("KAFKA_TLS_KEY_FILE: required with KAFKA_TLS_CERT_FILE")
+	case c.TLSCertFile == "" && c.TLSKeyFile != "":
+		return nil, errors.New("KAFKA_TLS_CERT_FILE: required with KAFKA_TLS_KEY_FILE")
+	case c.TLSCertFile != "":
+		for _, f := range []struct{ env, path string }{{"KAFKA_TLS_CERT_FILE", c.TLSCertFile}, {"KAFKA_TLS_KEY_FILE", c.TLSKeyFile}} {
+			if _, err := os.Stat(f.path); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.env, err)
+			}
+		}
+		pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			// crypto/tls errors describe the PEM structure, never key bytes.
+			return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE / KAFKA_TLS_KEY_FILE: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+// saslMechanism builds the SASL mechanism (nil when none is configured).
+func (c Config) saslMechanism() (sasl.Mechanism, error) {
+	switch strings.ToUpper(strings.TrimSpace(c.SASLMechanism)) {
+	case "":
+		return nil, nil
+	case SASLPlain:
+		return plain.Mechanism{Username: c.SASLUsername, Password: c.SASLPassword}, nil
+	case SASLScramSHA256:
+		m, err := scram.Mechanism(scram.SHA256, c.SASLUsername, c.SASLPassword)
+		if err != nil { // the SASLprep error may quote the password: leave it out
+			return nil, errors.New("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: not usable with SCRAM-SHA-256 (SASLprep failed)")
+		}
+		return m, nil
+	case SASLScramSHA512:
+		m, err := scram.Mechanism(scram.SHA512, c.SASLUsername, c.SASLPassword)
+		if err != nil { // the SASLprep error may quote the password: leave it out
+			return nil, errors.New("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: not usable with SCRAM-SHA-512 (SASLprep failed)")
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
+}

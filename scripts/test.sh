@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# The one test command (also what .ci/run runs).
+#
+#   scripts/test.sh           everything: format + vet, unit tests, a real Kafka broker and
+#                             Azurite, integration tests (build tag `integration`), fuzz smoke
+#   scripts/test.sh --unit    format + vet + unit tests only (no services), for quick local runs
+#
+# On a fresh machine it installs what is missing: kcat (Debian), Go modules, the Kafka
+# jars (Maven Central, cached in ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}) and Azurite (npm).
+# Services it started are stopped on exit, also when a step fails or it is interrupted.
+# Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
+#
+# Environment: FUZZTIME (default 10s) per fuzz target; TVM2KAFKA_RIG_DIR, TVM2KAFKA_CACHE
+# (see scripts/kafka.sh).
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
+cd "$REPO_DIR"
+
+MODE=all
+case "${1:-}" in
+"") ;;
+--unit) MODE=unit ;;
+-h | --help)
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	exit 0
+	;;
+*)
+	echo "usage: $0 [--unit]" >&2
+	exit 2
+	;;
+esac
+
+FUZZTIME="${FUZZTIME:-10s}"
+RIG_DIR="${TVM2KAFKA_RIG_DIR:-$REPO_DIR/.rig}"
+export TVM2KAFKA_RIG_DIR="$RIG_DIR"
+mkdir -p "$RIG_DIR"
+
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+	export PATH="$PATH:/usr/local/go/bin"
+fi
+
+T0=$SECONDS
+FAILED=()
+RESULTS=()
+STARTED_KAFKA=0
+STARTED_AZURITE=0
+PREFETCH_PID=
+
+section() { printf '\n\033[1m==== %s\033[0m  (t+%ds)\n' "$*" "$((SECONDS - T0))"; }
+
+# step NAME CMD...: run a step, record its result, never abort the script.
+step() {
+	local _name=$1 _t0=$SECONDS _rc=0
+	shift
+	section "$_name"
+	"$@" || _rc=$?
+	if ((_rc == 0)); then
+		RESULTS+=("PASS  $_name ($((SECONDS - _t0)) s)")
+	else
+		RESULTS+=("FAIL  $_name ($((SECONDS - _t0)) s, exit $_rc)")
+		FAILED+=("$_name")
+	fi
+	return 0
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ -n "$PREFETCH_PID" ]]; then
+		kill "$PREFETCH_PID" 2>/dev/null
+		wait "$PREFETCH_PID" 2>/dev/null
+	fi
+	if ((STARTED_KAFKA || STARTED_AZURITE)); then
+		section "Stop services"
+		((STARTED_KAFKA)) && "$SCRIPT_DIR/kafka.sh" stop
+		((STARTED_AZURITE)) && "$SCRIPT_DIR/azurite.sh" stop
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+as_root() {
+	if [[ "$(id -u)" == 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+		sudo "$@"
+	else
+		echo "need root to run: $*" >&2
+		return 1
+	fi
+}
+
+# ------------------------------------------------------------------ steps
+check_tools() {
+	local missing=()
+	for tool in go gofmt; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+	if [[ $MODE == all ]]; then
+		for tool in java mvn npm node curl openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+	fi
+	if ((${#missing[@]})); then
+		echo "missing tools: ${missing[*]}" >&2
+		return 1
+	fi
+	go version
+	if [[ $MODE == all ]]; then
+		java -version 2>&1 | head -n1
+		echo "node $(node --version), npm $(npm --version)"
+		if ! command -v kcat >/dev/null; then
+			echo "installing kcat (Debian package)"
+			as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+		fi
+		kcat -V 2>&1 | head -n1
+	fi
+}
+
+go_modules() { go mod download; }
+
+check_format() {
+	local files
+	files="$(find . -name '*.go' -not -path './.rig/*' -not -path '*/node_modules/*' -not -path './.git/*' -print0 |
+		xargs -0 -r gofmt -l)"
+	if [[ -n "$files" ]]; then
+		echo "not gofmt-ed (run gofmt -w):"
+		echo "$files"
+		return 1
+	fi
+	echo "gofmt: ok"
+}
+
+vet() {
+	go vet ./... && go vet -tags integration ./... && echo "go vet: ok"
+}
+
+unit_tests() { go test -race -count=1 ./...; }
+
+# Packages holding files with the integration build tag.
+integration_packages() {
+	grep -rlE --include='*.go' '^//go:build .*\bintegration\b' . 2>/dev/null |
+		grep -vE '^\./(\.rig|scripts/azurite/node_modules)/' |
+		xargs -r -n1 dirname | sort -u
+}
+
+start_services() {
+	if [[ -n "$PREFETCH_PID" ]]; then
+		echo "waiting for the jar / npm prefetch…"
+		local rc=0
+		wait "$PREFETCH_PID" || rc=$?
+		PREFETCH_PID=
+		cat "$RIG_DIR/prefetch.log"
+		((rc == 0)) || return "$rc"
+	fi
+	local t0=$SECONDS
+	if ! "$SCRIPT_DIR/kafka.sh" status >/dev/null 2>&1; then
+		STARTED_KAFKA=1
+	else
+		echo "kafka: already running before this run; leaving it running afterwards"
+	fi
+	"$SCRIPT_DIR/kafka.sh" start || return 1
+	echo "kafka start: $((SECONDS - t0)) s"
+	t0=$SECONDS
+	if ! "$SCRIPT_DIR/azurite.sh" status >/dev/null 2>&1; then
+		STARTED_AZURITE=1
+	else
+		echo "azurite: already running before this run; leaving it running afterwards"
+	fi
+	"$SCRIPT_DIR/azurite.sh" start || return 1
+	echo "azurite start: $((SECONDS - t0)) s"
+	eval "$("$SCRIPT_DIR/kafka.sh" env)"
+	eval "$("$SCRIPT_DIR/azurite.sh" env)"
+	env | grep '^IT_' | grep -v PASSWORD | sort
+}
+
+integration_tests() {
+	if [[ -z "${IT_KAFKA_BROKERS:-}" ]]; then
+		echo "services are not up; not running integration tests"
+		return 1
+	fi
+	local pkgs
+	mapfile -t pkgs < <(integration_packages)
+	if ((${#pkgs[@]} == 0)); then
+		echo "no integration tests found"
+		return 1
+	fi
+	echo "packages: ${pkgs[*]}"
+	go test -race -count=1 -tags integration -p 1 -timeout 30m "${pkgs[@]}"
+}
+
+# "file:FuzzName" for every fuzz target.
+fuzz_targets() {
+	grep -rE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . 2>/dev/null |
+		grep -vE '^\./(\.rig|scripts/azurite/node_modules)/' |
+		sed -E 's/^([^:]+):func (Fuzz[A-Za-z0-9_]*)\(.*/\1:\2/' | sort
+}
+
+fuzz_smoke() {
+	local rc=0 file dir name target targets
+	mapfile -t targets < <(fuzz_targets)
+	if ((${#targets[@]} == 0)); then
+		echo "no fuzz targets found"
+		return 0
+	fi
+	for target in "${targets[@]}"; do
+		file=${target%%:*}
+		name=${target##*:}
+		dir="./$(dirname "${file#./}")"
+		echo "--- $name ($dir) for $FUZZTIME"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$dir" || rc=1
+	done
+	return "$rc"
+}
+
+# ------------------------------------------------------------------ run
+step "Tools" check_tools
+if [[ $MODE == all && ${#FAILED[@]} -eq 0 ]]; then
+	# Fetch the Kafka jars and Azurite while the Go steps run.
+	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install) >"$RIG_DIR/prefetch.log" 2>&1 &
+	PREFETCH_PID=$!
+fi
+step "Go modules" go_modules
+step "gofmt" check_format
+step "go vet" vet
+step "Unit tests (go test -race ./...)" unit_tests
+
+if [[ $MODE == all ]]; then
+	step "Start Kafka and Azurite" start_services
+	step "Integration tests (-tags integration)" integration_tests
+	step "Fuzz smoke (${FUZZTIME} per target)" fuzz_smoke
+fi
+
+section "Summary ($((SECONDS - T0)) s)"
+printf '%s\n' "${RESULTS[@]}"
+if ((${#FAILED[@]})); then
+	printf '\nFAILED: %s\n' "${FAILED[*]}"
+	exit 1
+fi
+echo
+echo "ALL PASSED"

@@ -1,0 +1,243 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// DefaultTokenScope is the OAuth scope of the Defender API (MDE_TOKEN_SCOPE).
+const DefaultTokenScope = "https://api.securitycenter.microsoft.com/.default"
+
+// TokenSource yields bearer tokens for the Defender API.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// TokenSourceFunc adapts a function to TokenSource.
+type TokenSourceFunc func(ctx context.Context) (string, error)
+
+// Token calls f.
+func (f TokenSourceFunc) Token(ctx context.Context) (string, error) { return f(ctx) }
+
+// CredentialConfig selects and configures a credential.
+type CredentialConfig struct {
+	TenantID, ClientID, ClientSecret     string
+	CertificatePath, CertificatePassword string
+	// FederatedTokenFile selects workload identity.
+	FederatedTokenFile string
+	// AuthorityHost: "" = public cloud (login.microsoftonline.com), e.g.
+	// https://login.microsoftonline.us for GCC High / DoD.
+	AuthorityHost string
+	// AccessToken (MDE_ACCESS_TOKEN) is a static bearer token; Entra ID is skipped.
+	AccessToken string
+	// Scope (MDE_TOKEN_SCOPE); "" = DefaultTokenScope.
+	Scope string
+	// HTTPClient is azidentity's transport; nil = azcore's default
+	// transport, which honours HTTPS_PROXY / NO_PROXY.
+	HTTPClient *http.Client
+}
+
+// Credential kinds returned by NewTokenSource.
+const (
+	KindAccessToken      = "access-token"
+	KindClientSecret     = "client-secret"
+	KindCertificate      = "client-certificate"
+	KindWorkloadIdentity = "workload-identity"
+	KindManagedIdentity  = "managed-identity"
+)
+
+// AuthError is a failure to obtain a token. Its message names the
+// credential problem and never contains a secret or token.
+type AuthError struct {
+	Kind string // credential kind, e.g. KindClientSecret
+	Err  error  // the SDK's error (may hold the raw Entra ID response)
+	msg  string
+}
+
+func (e *AuthError) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return "authentication (" + e.Kind + ") failed: " + scrub(e.Err.Error())
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// NewTokenSource selects a credential: AccessToken → static token;
+// ClientSecret → client secret; CertificatePath → client certificate;
+// FederatedTokenFile → workload identity; otherwise managed identity
+// (ClientID as the user-assigned identity when set). kind names the
+// choice for logs. It makes no network call.
+func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err error) {
+	scope := cfg.Scope
+	if scope == "" {
+		scope = DefaultTokenScope
+	}
+	if cfg.AccessToken != "" {
+		tok := cfg.AccessToken
+		return TokenSourceFunc(func(context.Context) (string, error) { return tok, nil }), KindAccessToken, nil
+	}
+	opts := azcore.ClientOptions{Cloud: cloud.AzurePublic}
+	if cfg.AuthorityHost != "" {
+		host := cfg.AuthorityHost
+		if !strings.HasPrefix(host, "https://") {
+			return nil, "", fmt.Errorf("AZURE_AUTHORITY_HOST %q: must be an https:// URL", host)
+		}
+		if !strings.HasSuffix(host, "/") {
+			host += "/"
+		}
+		opts.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: host}
+	}
+	if cfg.HTTPClient != nil {
+		opts.Transport = cfg.HTTPClient
+	}
+	need := func(kind string, vars ...string) error {
+		vals := map[string]string{"AZURE_TENANT_ID": cfg.TenantID, "AZURE_CLIENT_ID": cfg.ClientID}
+		var missing []string
+		for _, v := range vars {
+			if vals[v] == "" {
+				missing = append(missing, v)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%s credential: %s not set", kind, strings.Join(missing, " and "))
+		}
+		return nil
+	}
+	var cred azcore.TokenCredential
+	switch {
+	case cfg.ClientSecret != "":
+		kind = KindClientSecret
+		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
+			return nil, "", err
+		}
+		cred, err = azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts})
+	case cfg.CertificatePath != "":
+		kind = KindCertificate
+		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
+			return nil, "", err
+		}
+		data, rerr := os.ReadFile(cfg.CertificatePath)
+		if rerr != nil {
+			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", rerr)
+		}
+		certs, key, perr := azidentity.ParseCertificates(data, []byte(cfg.CertificatePassword))
+		if perr != nil {
+			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: cannot parse certificate (wrong AZURE_CLIENT_CERTIFICATE_PASSWORD?): %s",
+				cfg.CertificatePath, redactSecret(perr.Error(), cfg.CertificatePassword))
+		}
+		cred, err = azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
+			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts})
+	case cfg.FederatedTokenFile != "":
+		kind = KindWorkloadIdentity
+		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
+			return nil, "", err
+		}
+		cred, err = azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
+			ClientOptions: opts, ClientID: cfg.ClientID, TenantID: cfg.TenantID, TokenFilePath: cfg.FederatedTokenFile})
+	default:
+		kind = KindManagedIdentity
+		mo := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
+		if cfg.ClientID != "" {
+			mo.ID = azidentity.ClientID(cfg.ClientID)
+		}
+		cred, err = azidentity.NewManagedIdentityCredential(mo)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%s credential: %s", kind, redactSecret(scrub(err.Error()), cfg.ClientSecret))
+	}
+	return &azTokenSource{cred: cred, scope: scope, kind: kind, secret: cfg.ClientSecret}, kind, nil
+}
+
+// azTokenSource asks an azidentity credential for tokens; azidentity
+// caches them and refreshes them before they expire.
+type azTokenSource struct {
+	cred   azcore.TokenCredential
+	scope  string
+	kind   string
+	secret string
+}
+
+func (s *azTokenSource) Token(ctx context.Context) (string, error) {
+	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}})
+	if err != nil {
+		return "", newAuthError(s.kind, s.secret, err)
+	}
+	return tok.Token, nil
+}
+
+var reAADSTS = regexp.MustCompile(`AADSTS\d+`)
+
+// credentialVars names the settings to check for each credential kind.
+var credentialVars = map[string]string{
+	KindClientSecret:     "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET",
+	KindCertificate:      "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_CERTIFICATE_PATH",
+	KindWorkloadIdentity: "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_FEDERATED_TOKEN_FILE",
+	KindManagedIdentity:  "the managed identity (AZURE_CLIENT_ID for a user-assigned one)",
+}
+
+func newAuthError(kind, secret string, err error) *AuthError {
+	ae := &AuthError{Kind: kind, Err: err}
+	vars := credentialVars[kind]
+	var afe *azidentity.AuthenticationFailedError
+	if errors.As(err, &afe) && afe.RawResponse != nil {
+		var body struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if p, rerr := readBody(afe.RawResponse); rerr == nil {
+			_ = json.Unmarshal(p, &body)
+		}
+		code := body.Error
+		if c := reAADSTS.FindString(body.Description); c != "" {
+			code += ", " + c
+		}
+		status := afe.RawResponse.StatusCode
+		switch body.Error {
+		case "invalid_client":
+			ae.msg = fmt.Sprintf("Entra ID rejected the client credentials (%s): check %s", code, vars)
+		case "unauthorized_client":
+			ae.msg = fmt.Sprintf("Entra ID does not know the application (%s): check AZURE_CLIENT_ID and AZURE_TENANT_ID", code)
+		case "invalid_tenant":
+			ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
+		case "invalid_scope":
+			ae.msg = fmt.Sprintf("Entra ID rejected the token scope (%s): check MDE_TOKEN_SCOPE", code)
+		case "invalid_request":
+			if strings.Contains(body.Description, "AADSTS90002") {
+				ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
+			} else {
+				ae.msg = fmt.Sprintf("Entra ID refused the token request (%s): check %s", code, vars)
+			}
+		default:
+			if code == "" {
+				code = "no error code"
+			}
+			ae.msg = fmt.Sprintf("Entra ID token request failed with HTTP %d (%s): check %s and AZURE_AUTHORITY_HOST", status, code, vars)
+		}
+		ae.msg = "authentication (" + kind + "): " + ae.msg
+		return ae
+	}
+	detail := truncate(strings.ReplaceAll(scrub(err.Error()), "\n", " "), 400)
+	ae.msg = "authentication (" + kind + ") failed: " + redactSecret(detail, secret) + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
+	return ae
+}
+
+func readBody(resp *http.Response) ([]byte, error) {
+	if resp.Body == nil {
+		return nil, errors.New("no body")
+	}
+	return runtime.Payload(resp)
+}
