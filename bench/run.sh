@@ -145,6 +145,18 @@ tvm_env=(
 	LOG_LEVEL="${BENCH_LOG_LEVEL:-info}" LOG_FORMAT=json
 )
 
+# check_summary LOG: tvm2kafka's end-of-run summary line, when there is one,
+# counts every record (a dry run publishes nothing a topic could prove).
+check_summary() {
+	local line
+	line="$(grep '"snapshot summary"' "$1" | tail -n1 || true)"
+	if [[ -z "$line" ]]; then
+		log "warning: no summary line in $1"
+	elif [[ "$line" != *"\"records\":$records,"* ]]; then
+		die "tvm2kafka did not count $records records: $line"
+	fi
+}
+
 run_tvm2kafka() { # round
 	local topic="bench.tvm2kafka.$RUN.$1" tf="$RIG/time-tvm2kafka-$RUN-$1.txt" lf="$RIG/tvm2kafka-$RUN-$1.log" t0 t1
 	"$GEN" create-topic --brokers "$BROKERS" --topic "$topic" --partitions "$partitions" >/dev/null
@@ -181,6 +193,7 @@ run_dry() { # round
 	/usr/bin/time -v -o "$tf" "${tvm_env[@]}" KAFKA_TOPIC=bench.dry-run TVM2KAFKA_DRY_RUN=true "$TVM" run >"$lf" 2>&1 ||
 		{ tail -n 20 "$lf" >&2; die "tvm2kafka run --dry-run failed (log: $lf)"; }
 	t1="$(now)"
+	check_summary "$lf"
 	printf 'dry-run\t%s\t%s\t%s\n' "$1" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" >>"$RESULTS"
 	log "round $1 dry-run: $(elapsed "$t0" "$t1") s"
 }

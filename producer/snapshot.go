@@ -65,7 +65,8 @@ type SnapshotConfig struct {
 	FlushTimeout time.Duration
 	// Now is the marker clock (default time.Now).
 	Now func() time.Time
-	// Logger receives warnings (rejected lines, retries) and the outcome.
+	// Logger receives warnings (rejected lines, retries) and the outcome;
+	// it is expected to carry the run's context (run_id) already.
 	Logger zerolog.Logger
 }
 
@@ -196,7 +197,7 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, w MessageWriter) (*Snapsh
 		cfg:          cfg,
 		parts:        parts,
 		w:            w,
-		log:          cfg.Logger.With().Str("run_id", cfg.RunID).Logger(),
+		log:          cfg.Logger,
 		hExport:      []byte(cfg.Manifest.Export),
 		hGenerated:   []byte(cfg.Manifest.GeneratedTime),
 		hRunID:       []byte(cfg.RunID),

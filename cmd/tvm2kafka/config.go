@@ -46,6 +46,7 @@ type setting struct {
 	def    string
 	help   string
 	secret bool // never printed; also readable from the file named by env+"_FILE"
+	isBool bool // --flag alone means true
 	group  string
 }
 
@@ -79,14 +80,14 @@ func settings() []setting {
 		{env: "KAFKA_SASL_MECHANISM", flag: "kafka-sasl-mechanism", help: "PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512"},
 		{env: "KAFKA_SASL_USERNAME", flag: "kafka-sasl-username", help: "SASL user (Azure Event Hubs: $ConnectionString)"},
 		{env: "KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", secret: true, help: "SASL password (Event Hubs: the connection string); prefer the variable or KAFKA_SASL_PASSWORD_FILE"},
-		{env: "KAFKA_TLS", flag: "kafka-tls", def: "false", help: "TLS to the brokers (true/false); implied by the TLS file settings"},
+		{env: "KAFKA_TLS", flag: "kafka-tls", def: "false", isBool: true, help: "TLS to the brokers (true/false); implied by the TLS file settings"},
 		{env: "KAFKA_TLS_CA_FILE", flag: "kafka-tls-ca-file", help: "PEM CA bundle to verify the brokers (default: system roots)"},
 		{env: "KAFKA_TLS_CERT_FILE", flag: "kafka-tls-cert-file", help: "PEM client certificate (mutual TLS)"},
 		{env: "KAFKA_TLS_KEY_FILE", flag: "kafka-tls-key-file", help: "PEM client key (mutual TLS)"},
 		{group: "Pipeline and logs"},
 		{env: "TVM2KAFKA_WORKERS", flag: "workers", def: cpus, help: "part files processed at once (default: number of CPUs)"},
 		{env: "TVM2KAFKA_RETRY_MAX_ELAPSED", flag: "retry-max-elapsed", def: "2m", help: "how long transient failures of one part or write are retried before the run fails"},
-		{env: "TVM2KAFKA_DRY_RUN", flag: "dry-run", def: "false", help: "download, decompress and frame everything but publish nothing (no Kafka needed)"},
+		{env: "TVM2KAFKA_DRY_RUN", flag: "dry-run", def: "false", isBool: true, help: "download, decompress and frame everything but publish nothing (no Kafka needed)"},
 		{env: "LOG_LEVEL", flag: "log-level", def: "info", help: "trace | debug | info | warn | error"},
 		{env: "LOG_FORMAT", flag: "log-format", def: "json", help: "json | console"},
 	}
@@ -139,11 +140,33 @@ func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, map[string]*strin
 		if s.env == "" {
 			continue
 		}
-		vals[s.flag] = fs.String(s.flag, "", s.help)
+		if s.def == "false" || s.def == "true" {
+			// A boolean setting: --dry-run alone means --dry-run=true.
+			v := new(string)
+			fs.Var(boolFlag{v}, s.flag, s.help)
+			vals[s.flag] = v
+			continue
+		}
+		v := &stringFlag{isBool: s.isBool}
+		fs.Var(v, s.flag, s.help)
+		vals[s.flag] = &v.value
 	}
 	fs.Usage = func() { printRunUsage(stderr) }
 	return fs, vals
 }
+
+// boolFlag is the flag of a boolean setting: like a flag.Bool it may be
+// given without a value; the value is validated with the others.
+type boolFlag struct{ p *string }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return *b.p
+}
+func (b boolFlag) Set(v string) error { *b.p = v; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
 
 func printRunUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: tvm2kafka run [flags]")
@@ -163,6 +186,17 @@ func printRunUsage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nExit status: 0 snapshot complete, 1 snapshot failed (abort markers written), 2 bad configuration or usage.")
 }
+
+// stringFlag keeps a flag's text for resolve; a boolean setting's flag
+// may stand alone (--dry-run) or take a value (--dry-run=false).
+type stringFlag struct {
+	value  string
+	isBool bool
+}
+
+func (f *stringFlag) String() string     { return f.value }
+func (f *stringFlag) Set(v string) error { f.value = v; return nil }
+func (f *stringFlag) IsBoolFlag() bool   { return f.isBool }
 
 // config is the validated configuration of one run.
 type config struct {
@@ -312,7 +346,13 @@ func parseConfig(v rawValues) (*config, error) {
 	}
 	k.RetryMaxElapsed = c.retryMax
 	if len(errs) == 0 {
-		if err := k.Validate(); err != nil {
+		check := k
+		if c.dryRun && len(check.Brokers) == 0 {
+			// A dry run needs no broker; the rest of the Kafka settings
+			// are still checked.
+			check.Brokers = []string{"dry-run.invalid:9092"}
+		}
+		if err := check.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -219,3 +219,21 @@ func TestRedactor(t *testing.T) {
 		t.Errorf("unexpected redaction: %s", got)
 	}
 }
+
+func TestBooleanFlagsStandAlone(t *testing.T) {
+	fs, vals := newFlagSet("run", &bytes.Buffer{})
+	if err := fs.Parse([]string{"--dry-run", "--kafka-tls=false", "--workers", "2"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := resolve(fs, vals, envOf(map[string]string{"MDE_ACCESS_TOKEN": "t0ken", "KAFKA_TLS": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.dryRun || cfg.kafka.TLS || cfg.workers != 2 {
+		t.Fatalf("dryRun %v tls %v workers %d", cfg.dryRun, cfg.kafka.TLS, cfg.workers)
+	}
+}

@@ -103,7 +103,7 @@ type runEnv struct {
 func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) (producer.Result, int) {
 	started := time.Now()
 	runID := newRunID()
-	log = log.With().Str("run_id", runID).Str("export", cfg.export).Logger()
+	log = log.With().Str("run_id", runID).Logger()
 
 	httpc := env.httpClient
 	if httpc == nil {

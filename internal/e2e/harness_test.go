@@ -413,3 +413,20 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// newWorldWithBlobs is newWorld with hand-made part files instead of a
+// synthetic export: blobs maps blob names to their (usually gzip) content,
+// served as they are. The world's synth layout is empty, so
+// expectedRecords and assertSnapshot do not apply; the Defender fake
+// answers one SAS URL per blob of blobs.
+func newWorldWithBlobs(t *testing.T, blobs map[string][]byte) *world {
+	t.Helper()
+	w := newWorld(t, 0, 1)
+	w.opts.Devices = 0
+	w.layout.Parts = nil
+	w.mu.Lock()
+	w.blobs = blobs
+	w.mu.Unlock()
+	w.putBlobs(blobs)
+	return w
+}

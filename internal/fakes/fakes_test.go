@@ -146,3 +146,78 @@ func TestClock(t *testing.T) {
 		t.Fatal(c.Now(), c.Sleeps())
 	}
 }
+
+func TestBlobProxyHold(t *testing.T) {
+	s := NewBlobStore()
+	defer s.Close()
+	p := NewBlobProxy(s.URL())
+	defer p.Close()
+	s.Put("c", "x/part.gz", []byte("held content"))
+	u := p.Rewrite(s.SASURL("c", "x/part.gz", time.Now().Add(time.Hour)))
+	hold := make(chan struct{})
+	p.Inject("part.gz", Fault{Hold: hold}, Fault{Hold: hold, Status: 503})
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			resp, err := http.Get(u)
+			if err != nil {
+				answers <- answer{status: -1, body: err.Error()}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- answer{resp.StatusCode, string(b)}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Held() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("held %d requests, want 2", p.Held())
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	select {
+	case a := <-answers:
+		t.Fatalf("a held request was answered: %+v", a)
+	default:
+	}
+	// Released: the plain hold forwards, the other answers its status.
+	close(hold)
+	got := map[int]string{}
+	for range 2 {
+		a := <-answers
+		got[a.status] = a.body
+	}
+	if got[200] != "held content" || got[503] == "" || p.Held() != 0 {
+		t.Fatalf("answers after release: %v, held %d", got, p.Held())
+	}
+
+	// A signature expired while its request is held gets 403.
+	hold2 := make(chan struct{})
+	p.Inject("part.gz", Fault{Hold: hold2})
+	go func() {
+		resp, err := http.Get(u)
+		if err != nil {
+			answers <- answer{status: -1, body: err.Error()}
+			return
+		}
+		resp.Body.Close()
+		answers <- answer{status: resp.StatusCode}
+	}()
+	deadline = time.Now().Add(10 * time.Second)
+	for p.Held() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("request not held")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.ExpireSignatures()
+	close(hold2)
+	if a := <-answers; a.status != 403 {
+		t.Fatalf("held request with a signature expired meanwhile: %+v", a)
+	}
+}

@@ -11,10 +11,16 @@ import (
 	"time"
 )
 
-// Fault is one injected answer of a BlobProxy. Exactly one of its kinds
-// applies, checked in this order: Expired, CopyPending, CutAfter > 0,
-// Status != 0.
+// Fault is one injected answer of a BlobProxy. Hold, when set, delays the
+// request; then exactly one of the other kinds applies, checked in this
+// order: Expired, CopyPending, CutAfter > 0, Status != 0; with none of
+// them the request is forwarded.
 type Fault struct {
+	// Hold blocks the request until the channel is closed (or the client
+	// gives up); Held counts the requests blocked. Signature expiry
+	// (ExpireSignatures) is checked after the hold, so a test can expire
+	// the signature of a request it holds.
+	Hold <-chan struct{}
 	// Status, Header and Body: answer this instead of forwarding. With an
 	// Azure error status and no Body, an XML error body is written.
 	Status int
@@ -43,6 +49,7 @@ type BlobProxy struct {
 	seen    map[string]bool
 	expired map[string]bool
 	log     []BlobRequest
+	held    int
 }
 
 // NewBlobProxy starts a proxy to target (a base URL such as BlobStore.URL()
@@ -108,6 +115,13 @@ func (p *BlobProxy) ExpireSignatures() {
 	}
 }
 
+// Held counts the requests blocked by a Hold fault right now.
+func (p *BlobProxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
 // Requests counts the requests the proxy received.
 func (p *BlobProxy) Requests() int {
 	p.mu.Lock()
@@ -132,7 +146,6 @@ func (p *BlobProxy) serve(w http.ResponseWriter, r *http.Request) {
 	}}
 	sig := r.URL.Query().Get("sig")
 	p.mu.Lock()
-	expired := sig != "" && p.expired[sig]
 	if sig != "" {
 		p.seen[sig] = true
 	}
@@ -145,6 +158,25 @@ func (p *BlobProxy) serve(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	if fault != nil && fault.Hold != nil {
+		p.held++
+	}
+	p.mu.Unlock()
+	if fault != nil && fault.Hold != nil {
+		select {
+		case <-fault.Hold:
+		case <-r.Context().Done():
+		}
+		p.mu.Lock()
+		p.held--
+		p.mu.Unlock()
+		if r.Context().Err() != nil {
+			entry.Status = AzureError(w, http.StatusServiceUnavailable, "ServerBusy", "request abandoned while held")
+			return
+		}
+	}
+	p.mu.Lock()
+	expired := sig != "" && p.expired[sig]
 	p.mu.Unlock()
 	if expired {
 		entry.Status = authFailed(w, "Signed expiry time has passed")
