@@ -3,13 +3,17 @@
 # and tvm2kafka --dry-run against plain parallel gzip decompression.
 #
 #   bench/run.sh [--records N] [--parts N] [--rounds N] [--compression lz4]
-#                [--partitions N] [--seed N] [--smoke]
+#                [--partitions N] [--seed N] [--profile] [--smoke]
 #
 #   --records N       devices in the synthetic snapshot   (default 1000000)
 #   --parts N         gzip part files                     (default 8)
 #   --rounds N        rounds of every contender           (default 3)
 #   --compression C   none|gzip|snappy|lz4|zstd, both producers (default lz4)
 #   --partitions N    partitions of every bench topic      (default 6)
+#   --profile         round 1 of tvm2kafka and dry-run also writes CPU and allocation
+#                     profiles (TVM2KAFKA_CPU_PROFILE / TVM2KAFKA_MEM_PROFILE) to
+#                     .rig/bench/{cpu,mem}-{tvm2kafka,dry-run}-RUN.prof; read them with
+#                     go tool pprof -top .rig/bench/tvm2kafka FILE
 #   --smoke           20,000 records, 1 round: proves the benchmark works (CI)
 #
 # What it does:
@@ -28,10 +32,15 @@
 #      and checks every topic holds what it should
 #   5. prints records/s, MB/s (decompressed), peak RSS: medians and min–max, and the
 #      ratios tvm2kafka/kcat and dry-run/gunzip; the table is kept in .rig/bench/
+#
+# Environment: BENCH_DIR (builds, data, logs, results; default .rig/bench),
+# BENCH_LOG_LEVEL (tvm2kafka's LOG_LEVEL, default info), TVM2KAFKA_RIG_DIR (the
+# test rig's state, shared with scripts/kafka.sh and scripts/azurite.sh).
+# Exits non-zero when anything fails: a build, a service, a contender, a count.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RIG="${TVM2KAFKA_RIG_DIR:-$ROOT/.rig}/bench"
+RIG="${BENCH_DIR:-${TVM2KAFKA_RIG_DIR:-$ROOT/.rig}/bench}"
 
 records=1000000
 parts=8
@@ -39,6 +48,7 @@ rounds=3
 compression=lz4
 partitions=6
 seed=1
+profile=0
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -52,6 +62,7 @@ while [[ $# -gt 0 ]]; do
 	--compression) compression="${2:?--compression needs a value}"; shift 2 ;;
 	--partitions) partitions="${2:?--partitions needs a value}"; shift 2 ;;
 	--seed) seed="${2:?--seed needs a value}"; shift 2 ;;
+	--profile) profile=1; shift ;;
 	--smoke) records=20000; rounds=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
@@ -145,6 +156,12 @@ tvm_env=(
 	LOG_LEVEL="${BENCH_LOG_LEVEL:-info}" LOG_FORMAT=json
 )
 
+# prof_env CONTENDER ROUND: the profile settings of round 1 with --profile.
+prof_env() {
+	((profile)) && [[ "$2" == 1 ]] || return 0
+	printf '%s\n' "TVM2KAFKA_CPU_PROFILE=$RIG/cpu-$1-$RUN.prof" "TVM2KAFKA_MEM_PROFILE=$RIG/mem-$1-$RUN.prof"
+}
+
 # check_summary LOG: tvm2kafka's end-of-run summary line, when there is one,
 # counts every record (a dry run publishes nothing a topic could prove).
 check_summary() {
@@ -158,10 +175,11 @@ check_summary() {
 }
 
 run_tvm2kafka() { # round
-	local topic="bench.tvm2kafka.$RUN.$1" tf="$RIG/time-tvm2kafka-$RUN-$1.txt" lf="$RIG/tvm2kafka-$RUN-$1.log" t0 t1
+	local topic="bench.tvm2kafka.$RUN.$1" tf="$RIG/time-tvm2kafka-$RUN-$1.txt" lf="$RIG/tvm2kafka-$RUN-$1.log" t0 t1 pe
+	mapfile -t pe < <(prof_env tvm2kafka "$1")
 	"$GEN" create-topic --brokers "$BROKERS" --topic "$topic" --partitions "$partitions" >/dev/null
 	t0="$(now)"
-	/usr/bin/time -v -o "$tf" "${tvm_env[@]}" KAFKA_TOPIC="$topic" "$TVM" run >"$lf" 2>&1 ||
+	/usr/bin/time -v -o "$tf" "${tvm_env[@]}" "${pe[@]}" KAFKA_TOPIC="$topic" "$TVM" run >"$lf" 2>&1 ||
 		{ tail -n 20 "$lf" >&2; die "tvm2kafka run failed (log: $lf)"; }
 	t1="$(now)"
 	# every record, plus snapshot-start and snapshot-end on every partition
@@ -188,9 +206,10 @@ run_kcat() { # round
 }
 
 run_dry() { # round
-	local tf="$RIG/time-dry-run-$RUN-$1.txt" lf="$RIG/dry-run-$RUN-$1.log" t0 t1
+	local tf="$RIG/time-dry-run-$RUN-$1.txt" lf="$RIG/dry-run-$RUN-$1.log" t0 t1 pe
+	mapfile -t pe < <(prof_env dry-run "$1")
 	t0="$(now)"
-	/usr/bin/time -v -o "$tf" "${tvm_env[@]}" KAFKA_TOPIC=bench.dry-run TVM2KAFKA_DRY_RUN=true "$TVM" run >"$lf" 2>&1 ||
+	/usr/bin/time -v -o "$tf" "${tvm_env[@]}" "${pe[@]}" KAFKA_TOPIC=bench.dry-run TVM2KAFKA_DRY_RUN=true "$TVM" run >"$lf" 2>&1 ||
 		{ tail -n 20 "$lf" >&2; die "tvm2kafka run --dry-run failed (log: $lf)"; }
 	t1="$(now)"
 	check_summary "$lf"
@@ -227,3 +246,6 @@ done
 	"$GEN" report --dir "$DATA" --results "$RESULTS"
 } | tee "$REPORT"
 log "results: $RESULTS, report: $REPORT"
+if ((profile)); then
+	log "profiles: $(ls "$RIG"/{cpu,mem}-*-"$RUN".prof 2>/dev/null | tr '\n' ' ')(go tool pprof -top $TVM FILE)"
+fi

@@ -214,7 +214,11 @@ func (c *ExportClient) Manifest(ctx context.Context) (schema.Manifest, error) {
 
 func (c *ExportClient) once(ctx context.Context, bc *pausedClock) (schema.Manifest, error) {
 	before := c.clock.Now()
-	if err := c.limiter.Wait(ctx); err != nil {
+	// The call counts from when its answer is in (done, deferred): it
+	// reaches Defender after the token and the connection, never later.
+	done, err := c.limiter.Acquire(ctx)
+	defer done()
+	if err != nil {
 		return schema.Manifest{}, err
 	}
 	bc.pause(c.clock.Now().Sub(before))

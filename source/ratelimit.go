@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -65,25 +66,54 @@ func NewRateLimiter(clock Clock, limits ...Limit) *RateLimiter {
 
 // Wait blocks until a call is allowed by every limit, then records it.
 func (l *RateLimiter) Wait(ctx context.Context) error {
+	_, err := l.Acquire(ctx)
+	return err
+}
+
+// Acquire is Wait for a call whose end the caller reports by calling done
+// (once; later calls do nothing): done moves the call's record from the
+// time it was allowed to the time done is called. A call reaches the
+// server some time after it was allowed (token acquisition, connection
+// setup) but never after its answer arrived, so windows counted from the
+// answers hold on the server's side too.
+func (l *RateLimiter) Acquire(ctx context.Context) (done func(), err error) {
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return func() {}, err
 		}
-		wait := l.reserve()
+		at, wait := l.reserve()
 		if wait <= 0 {
-			return nil
+			var once sync.Once
+			return func() { once.Do(func() { l.restamp(at) }) }, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return func() {}, ctx.Err()
 		case <-l.clock.After(wait):
 		}
 	}
 }
 
-// reserve records a call and returns 0 when one is allowed now, otherwise
-// how long to wait before trying again.
-func (l *RateLimiter) reserve() time.Duration {
+// restamp moves the record of a call allowed at "at" to now.
+func (l *RateLimiter) restamp(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock.Now()
+	if !now.After(at) {
+		return
+	}
+	for i, t := range l.log {
+		if t.Equal(at) {
+			l.log[i] = now
+			slices.SortFunc(l.log, func(a, b time.Time) int { return a.Compare(b) })
+			return
+		}
+	}
+}
+
+// reserve records a call and returns its time and 0 when one is allowed
+// now, otherwise how long to wait before trying again.
+func (l *RateLimiter) reserve() (time.Time, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.clock.Now()
@@ -107,8 +137,8 @@ func (l *RateLimiter) reserve() time.Duration {
 		}
 	}
 	if wait > 0 {
-		return wait
+		return now, wait
 	}
 	l.log = append(l.log, now)
-	return 0
+	return now, 0
 }

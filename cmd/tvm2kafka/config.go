@@ -88,6 +88,8 @@ func settings() []setting {
 		{env: "TVM2KAFKA_WORKERS", flag: "workers", def: cpus, help: "part files processed at once (default: number of CPUs)"},
 		{env: "TVM2KAFKA_RETRY_MAX_ELAPSED", flag: "retry-max-elapsed", def: "2m", help: "how long transient failures of one part or write are retried before the run fails"},
 		{env: "TVM2KAFKA_DRY_RUN", flag: "dry-run", def: "false", isBool: true, help: "download, decompress and frame everything but publish nothing (no Kafka needed)"},
+		{env: "TVM2KAFKA_CPU_PROFILE", flag: "cpu-profile", help: "write a runtime/pprof CPU profile of the run to this file (go tool pprof -top tvm2kafka FILE)"},
+		{env: "TVM2KAFKA_MEM_PROFILE", flag: "mem-profile", help: "write a runtime/pprof allocation profile (allocs: alloc_space and inuse_space) to this file at the end of the run"},
 		{env: "LOG_LEVEL", flag: "log-level", def: "info", help: "trace | debug | info | warn | error"},
 		{env: "LOG_FORMAT", flag: "log-format", def: "json", help: "json | console"},
 	}
@@ -209,6 +211,8 @@ type config struct {
 	workers     int
 	retryMax    time.Duration
 	dryRun      bool
+	cpuProfile  string // TVM2KAFKA_CPU_PROFILE: file, "" = none
+	memProfile  string // TVM2KAFKA_MEM_PROFILE: file, "" = none
 	logLevel    zerolog.Level
 	logFormat   string
 	secretsSeen []string // values to scrub from anything printed
@@ -256,6 +260,7 @@ func parseConfig(v rawValues) (*config, error) {
 	// Pipeline.
 	c.workers = intVal("TVM2KAFKA_WORKERS", 1, 256)
 	c.dryRun = boolVal("TVM2KAFKA_DRY_RUN")
+	c.cpuProfile, c.memProfile = v["TVM2KAFKA_CPU_PROFILE"], v["TVM2KAFKA_MEM_PROFILE"]
 	if d, err := time.ParseDuration(v["TVM2KAFKA_RETRY_MAX_ELAPSED"]); err != nil || d <= 0 {
 		bad("TVM2KAFKA_RETRY_MAX_ELAPSED", "%q is not a positive duration such as 2m", v["TVM2KAFKA_RETRY_MAX_ELAPSED"])
 	} else {

@@ -85,6 +85,12 @@ func cmdRun(ctx context.Context, args []string, lookup lookupFunc, stderr io.Wri
 		return code
 	}
 	log := newLogger(cfg, stderr)
+	prof, err := startProfiles(cfg.cpuProfile, cfg.memProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "tvm2kafka run: configuration error:\n%v\n", err)
+		return exitUsage
+	}
+	defer prof.stop(log)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := runEnv{progress: newProgress(stderr, 10*time.Second)}
