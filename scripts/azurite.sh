@@ -75,8 +75,8 @@ running() {
 # lock serialises install/start/stop between concurrent callers.
 lock() {
 	mkdir -p "$STATE"
-	exec 9>"$STATE/.lock"
-	flock -w 300 9 || die "could not lock $STATE/.lock within 300 s"
+	exec 9>"$STATE/.ctl.lock"
+	flock -w 300 9 || die "could not lock $STATE/.ctl.lock within 300 s"
 }
 
 # ready: the blob endpoint answers HTTP (an anonymous list is refused with 403,
@@ -107,7 +107,7 @@ cmd_start() {
 		nohup "$BIN" --blobHost "$HOST" --blobPort "$PORT" \
 			--skipApiVersionCheck --disableTelemetry --loose \
 			--inMemoryPersistence --extentMemoryLimit "${AZURITE_MEMORY_MB:-4096}" \
-			</dev/null >>"$LOGFILE" 2>&1 &
+			</dev/null >>"$LOGFILE" 2>&1 9>&- &
 		echo $!
 	)"
 	echo "$pid" >"$PIDFILE"

@@ -239,8 +239,8 @@ running() {
 # a test restarting the broker while a benchmark starts it, ...).
 lock() {
 	mkdir -p "$STATE"
-	exec 9>"$STATE/.lock"
-	flock -w 300 9 || die "could not lock $STATE/.lock within 300 s"
+	exec 9>"$STATE/.ctl.lock"
+	flock -w 300 9 || die "could not lock $STATE/.ctl.lock within 300 s"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
@@ -294,7 +294,7 @@ cmd_start() {
 	echo "=== start $(date -u +%FT%TZ)" >>"$LOGFILE"
 	nohup java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true \
 		-Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
-		-cp "$JARS/*" kafka.Kafka "$CONF" </dev/null >>"$LOGFILE" 2>&1 &
+		-cp "$JARS/*" kafka.Kafka "$CONF" </dev/null >>"$LOGFILE" 2>&1 8>&- 9>&- &
 	pid=$!
 	echo "$pid" >"$PIDFILE"
 	wait_ready "$pid" || {

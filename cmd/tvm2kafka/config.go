@@ -142,13 +142,6 @@ func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, map[string]*strin
 		if s.env == "" {
 			continue
 		}
-		if s.def == "false" || s.def == "true" {
-			// A boolean setting: --dry-run alone means --dry-run=true.
-			v := new(string)
-			fs.Var(boolFlag{v}, s.flag, s.help)
-			vals[s.flag] = v
-			continue
-		}
 		v := &stringFlag{isBool: s.isBool}
 		fs.Var(v, s.flag, s.help)
 		vals[s.flag] = &v.value
@@ -156,19 +149,6 @@ func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, map[string]*strin
 	fs.Usage = func() { printRunUsage(stderr) }
 	return fs, vals
 }
-
-// boolFlag is the flag of a boolean setting: like a flag.Bool it may be
-// given without a value; the value is validated with the others.
-type boolFlag struct{ p *string }
-
-func (b boolFlag) String() string {
-	if b.p == nil {
-		return ""
-	}
-	return *b.p
-}
-func (b boolFlag) Set(v string) error { *b.p = v; return nil }
-func (b boolFlag) IsBoolFlag() bool   { return true }
 
 func printRunUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: tvm2kafka run [flags]")

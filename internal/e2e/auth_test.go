@@ -274,7 +274,14 @@ func TestGCCHigh(t *testing.T) {
 		t.Fatal("no token request")
 	}
 	for _, s := range scopes {
-		if s != "https://api-gov.securitycenter.microsoft.us/.default" {
+		// MSAL adds the OIDC scopes (openid offline_access profile).
+		var resources []string
+		for _, f := range strings.Fields(s) {
+			if strings.HasSuffix(f, "/.default") {
+				resources = append(resources, f)
+			}
+		}
+		if len(resources) != 1 || resources[0] != "https://api-gov.securitycenter.microsoft.us/.default" {
 			t.Fatalf("scope sent to Entra ID: %q", s)
 		}
 	}

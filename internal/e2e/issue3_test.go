@@ -377,9 +377,6 @@ func TestIndependentConsumersSeeTheContract(t *testing.T) {
 	id := runID(t, res.Stderr)
 	total := 1200 + 2*4
 
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Skip("kcat is not installed")
-	}
 	kc := parseConsumer(t, w.rig.KcatConsume(t, w.Topic), true, "", '=')
 	w.checkConsumed("kcat", kc, 4, id)
 
