@@ -724,14 +724,14 @@ func fcPoll(t *testing.T, what string, d time.Duration, exited <-chan error, std
 	}
 }
 
-// TestFaultZBrokerRestartMidSnapshot stops the real broker in the middle
+// TestFaultBrokerRestartMidSnapshot stops the real broker in the middle
 // of a snapshot — after snapshot-start and a first part were acknowledged,
 // while a second part is held — lets that part be read while the broker is
 // down so that its writes fail, then starts the broker again: the run
 // completes (exit 0) with every record exactly once, byte for byte, and
-// the end markers right. It runs last (Z) because it disturbs every other
-// user of the shared broker.
-func TestFaultZBrokerRestartMidSnapshot(t *testing.T) {
+// the end markers right. It is the last test of this file, and skipped
+// with -short, because it disturbs every other user of the shared broker.
+func TestFaultBrokerRestartMidSnapshot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stops the shared broker")
 	}
