@@ -46,8 +46,10 @@ install() {
 }
 
 is_ours() {
+	local cmd
 	[[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null &&
-		tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$BIN --blobHost $HOST --blobPort $PORT"
+		cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" &&
+		[[ "$cmd" == *"$BIN --blobHost $HOST --blobPort $PORT "* ]]
 }
 
 # running prints the pid of the Azurite started by this script (from the pid
@@ -117,6 +119,7 @@ cmd_start() {
 			log "azurite did not start; last log lines:"
 			tail -n 40 "$LOGFILE" >&2 || true
 			kill -KILL "$pid" 2>/dev/null || true
+			while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 			rm -f "$PIDFILE"
 			die "azurite failed to start"
 		fi

@@ -209,8 +209,9 @@ format_storage() {
 # is_ours succeeds when pid is a live broker of this state dir (a recycled pid
 # is not mistaken for it).
 is_ours() {
+	local cmd
 	[[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null &&
-		tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q "kafka\.Kafka $CONF"
+		cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" && [[ "$cmd" == *"kafka.Kafka $CONF"* ]]
 }
 
 # running prints the broker's pid and succeeds when a broker of this state dir
@@ -250,9 +251,14 @@ port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 ready() {
 	port_open "$PLAIN_PORT" && port_open "$SASL_PORT" || return 1
 	if command -v kcat >/dev/null; then
-		kcat -L -b "$HOST:$PLAIN_PORT" -m 5 2>/dev/null | grep -q '^ *1 brokers:' || return 1
+		# (captured first: with pipefail, grep -q closing the pipe early would fail kcat)
+		local md
+		md="$(kcat -L -b "$HOST:$PLAIN_PORT" -m 5 2>/dev/null)" || return 1
+		[[ "$md" =~ (^|$'\n')\ *1\ brokers: ]] || return 1
 	else
-		grep -q 'Kafka Server started' "$LOGFILE" 2>/dev/null || return 1
+		# only this start's part of the log (after its "=== start" line) counts
+		awk '/^=== start/ { up = 0 } /Kafka Server started/ { up = 1 } END { exit !up }' \
+			"$LOGFILE" 2>/dev/null || return 1
 	fi
 }
 
@@ -299,6 +305,7 @@ cmd_start() {
 	echo "$pid" >"$PIDFILE"
 	wait_ready "$pid" || {
 		kill -KILL "$pid" 2>/dev/null || true
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 		rm -f "$PIDFILE"
 		die "broker failed to start"
 	}
