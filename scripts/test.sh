@@ -42,6 +42,8 @@ if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
 fi
 
 T0=$SECONDS
+COUNTS="$RIG_DIR/test-counts"
+: >"$COUNTS"
 FAILED=()
 RESULTS=()
 STARTED_KAFKA=0
@@ -135,7 +137,15 @@ vet() {
 	go vet ./... && go vet -tags integration ./... && echo "go vet: ok"
 }
 
-unit_tests() { go test -race -count=1 ./...; }
+# gotest COUNTS ARGS...: go test -json ARGS, shown as plain go test output
+# (failing tests in full), test counts appended to COUNTS.
+gotest() {
+	local counts=$1
+	shift
+	go test -json "$@" | python3 "$SCRIPT_DIR/gotest-filter.py" "$counts"
+}
+
+unit_tests() { gotest "$COUNTS" -race -count=1 ./...; }
 
 # Packages holding files with the integration build tag.
 integration_packages() {
@@ -186,8 +196,10 @@ integration_tests() {
 		return 1
 	fi
 	echo "packages: ${pkgs[*]}"
-	go test -race -count=1 -tags integration -p 1 -timeout 30m "${pkgs[@]}"
+	gotest "$COUNTS" -race -count=1 -tags integration -p 1 -timeout 30m "${pkgs[@]}"
 }
+
+bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke; }
 
 # "file:FuzzName" for every fuzz target.
 fuzz_targets() {
@@ -229,13 +241,18 @@ if [[ $MODE == all ]]; then
 	step "Start Kafka and Azurite" start_services
 	step "Integration tests (-tags integration)" integration_tests
 	step "Fuzz smoke (${FUZZTIME} per target)" fuzz_smoke
+	step "Benchmark smoke (bench/run.sh --smoke)" bench_smoke
 fi
 
 section "Summary ($((SECONDS - T0)) s)"
 printf '%s\n' "${RESULTS[@]}"
+read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$COUNTS")
 if ((${#FAILED[@]})); then
 	printf '\nFAILED: %s\n' "${FAILED[*]}"
+	# The failed steps count as failures even when no Go test failed.
+	printf 'tests: %d passed, %d failed, %d skipped\n' "$passed" "$((failed > 0 ? failed : ${#FAILED[@]}))" "$skipped"
 	exit 1
 fi
 echo
 echo "ALL PASSED"
+printf 'tests: %d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
