@@ -161,7 +161,7 @@ func TestTvm2kafkaService(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"MDE_API_URL":     "https://api.securitycenter.microsoft.com",
-		"MDE_TOKEN_SCOPE": "https://api.securitycenter.microsoft.com/.default",
+		"MDE_TOKEN_SCOPE": "", // tvm2kafka derives it from MDE_API_URL
 		"KAFKA_TOPIC":     "mde.infogathering",
 	} {
 		if got := env(t, s, name); got != want {
