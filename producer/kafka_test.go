@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,7 +123,7 @@ func TestSnapshotBrokerMessageTooLargeRejectsOnlyThatRecord(t *testing.T) {
 		}
 		pb.record(i)
 	}
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s, err := NewSnapshot(SnapshotConfig{
 		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: partitions, RunID: "run-big",
 		Logger: zerolog.New(&logs),
@@ -432,7 +433,7 @@ func TestSASLAgainstKfake(t *testing.T) {
 				t.Fatalf("EnsureTopic with %s: %d, %v", mech, n, err)
 			}
 
-			var logs syncBuffer
+			var logs testutil.SyncBuffer
 			cfg := DefaultConfig()
 			cfg.Brokers, cfg.Topic, cfg.DialTimeout = c.ListenAddrs(), "records", 2*time.Second
 			cfg.SASLMechanism, cfg.SASLUsername, cfg.SASLPassword = mech, "alice", "wrong-"+password

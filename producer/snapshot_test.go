@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"io"
 	"strconv"
 	"strings"
@@ -190,7 +191,7 @@ func TestSnapshotEndToEnd(t *testing.T) {
 		contents[pi] = pb.b.String()
 	}
 
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s, err := NewSnapshot(SnapshotConfig{
 		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: partitions,
 		RunID: "run-1", Workers: 2, MaxMessageBytes: 4096,
@@ -402,7 +403,7 @@ func TestSnapshotNonRetryableFailureAborts(t *testing.T) {
 	m := newManifest(t, 3)
 	good := recordLine(0, 1) + "\n" + recordLine(0, 2) + "\n"
 	errCorrupt := errors.New("gzip: invalid header")
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	parts := PartOpenerFunc(func(_ context.Context, p schema.Part) (io.ReadCloser, error) {
 		if p.Index == 1 {
 			return io.NopCloser(&failingReader{strings.NewReader(good), fmt.Errorf("reading %s: %w", p.URL, errCorrupt)}), nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"io"
 	"net/http"
 	"strings"
@@ -27,7 +28,7 @@ type blobRig struct {
 	store  *fakes.BlobStore
 	proxy  *fakes.BlobProxy
 	clock  *fakes.Clock
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	plain  [][]byte
 	expiry time.Time
 
@@ -322,7 +323,7 @@ func TestRefreshWithChangedSnapshotFails(t *testing.T) {
 			return m2, nil
 		},
 	})
-	r.logs = &syncBuffer{}
+	r.logs = &testutil.SyncBuffer{}
 	r.store.ExpireSignatures()
 	_, err := r.read(t, b, m.Parts[0])
 	if !errors.Is(err, source.ErrSnapshotChanged) || source.IsRetryable(err) {
@@ -335,7 +336,7 @@ func TestExpiredWithoutRefresh(t *testing.T) {
 	r, m := newBlobRig(t, 1, nil)
 	r.proxy.Inject(blobName(0), fakes.Fault{Expired: true})
 	b := source.NewBlobs(source.BlobConfig{Clock: r.clock})
-	r.logs = &syncBuffer{}
+	r.logs = &testutil.SyncBuffer{}
 	_, err := r.read(t, b, m.Parts[0])
 	var be *source.BlobError
 	if !errors.As(err, &be) || be.Status != http.StatusForbidden || !errors.Is(err, source.ErrSASExpired) {

@@ -3,6 +3,7 @@ package source_test
 import (
 	"context"
 	"errors"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"net/http"
 	"strings"
 	"sync"
@@ -24,7 +25,7 @@ type exportRig struct {
 	def    *fakes.Defender
 	clock  *fakes.Clock
 	client *source.ExportClient
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	mu     sync.Mutex
 	auth   []*http.Request
 }

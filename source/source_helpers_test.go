@@ -3,9 +3,9 @@ package source_test
 import (
 	"bytes"
 	"fmt"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,26 +15,8 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger() (zerolog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func testLogger() (zerolog.Logger, *testutil.SyncBuffer) {
+	buf := &testutil.SyncBuffer{}
 	return zerolog.New(buf).Level(zerolog.DebugLevel), buf
 }
 

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,25 +17,7 @@ type fakeProgress struct{ p producer.Progress }
 func (f fakeProgress) Progress() producer.Progress { return f.p }
 func (f fakeProgress) BytesDownloaded() int64      { return 42e6 }
 
-// syncBuffer is a bytes.Buffer safe for the progress goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, buf *syncBuffer, want string) {
+func waitFor(t *testing.T, buf *testutil.SyncBuffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(buf.String(), want) {
@@ -47,7 +29,7 @@ func waitFor(t *testing.T, buf *syncBuffer, want string) {
 }
 
 func TestProgressLogLineWhenNotATerminal(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	snap := fakeProgress{producer.Progress{PartsDone: 1, PartsTotal: 4, Records: 2500, Rejected: 3, LineBytes: 3e6}}
 	p := newProgress(&bytes.Buffer{}, time.Millisecond)
 	if p.tty {
@@ -65,10 +47,10 @@ func TestProgressLogLineWhenNotATerminal(t *testing.T) {
 }
 
 func TestProgressLiveLineOnATerminal(t *testing.T) {
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	snap := fakeProgress{producer.Progress{PartsDone: 2, PartsTotal: 8, Records: 1234, LineBytes: 5e6}}
 	p := &progress{out: &out, tty: true, interval: time.Millisecond}
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	stop := p.start(snap, snap, zerolog.New(&logs))
 	waitFor(t, &out, "\r\033[K")
 	stop()

@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -43,22 +42,6 @@ func partIndex(w *world, i int) int {
 	return -1
 }
 
-// summary returns the fields of the "snapshot summary" log line.
-func summary(t *testing.T, stderr string) map[string]any {
-	t.Helper()
-	for _, line := range strings.Split(stderr, "\n") {
-		if strings.Contains(line, `"snapshot summary"`) {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(line), &m); err != nil {
-				t.Fatalf("summary line is not JSON: %v\n%s", err, line)
-			}
-			return m
-		}
-	}
-	t.Fatalf("no summary line:\n%s", tail(stderr, 30))
-	return nil
-}
-
 // assertNoMessages fails unless the topic is missing or empty: no marker,
 // no record.
 func (w *world) assertNoMessages() {
@@ -87,7 +70,7 @@ func (w *world) assertNoMessages() {
 // no line twice, and as many records as the run says it had acknowledged.
 func (w *world) assertAborted(res result) *verify.Run {
 	w.t.Helper()
-	sum := summary(w.t, res.Stderr)
+	sum := summaryOf(w.t, res.Stderr)
 	id, _ := sum["run_id"].(string)
 	_, rep := w.read(w.Topic)
 	run := rep.Run(id)

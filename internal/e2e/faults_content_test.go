@@ -9,8 +9,8 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -171,23 +171,6 @@ func fcCheckRecords(t *testing.T, msgs []verify.Message, runID string, want map[
 	}
 }
 
-// fcSummary returns the fields of the "snapshot summary" log line.
-func fcSummary(t *testing.T, stderr string) map[string]any {
-	t.Helper()
-	for _, line := range strings.Split(stderr, "\n") {
-		if !strings.Contains(line, `"snapshot summary"`) {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("summary line is not JSON: %v", err)
-		}
-		return m
-	}
-	t.Fatalf("no summary line:\n%s", tail(stderr, 30))
-	return nil
-}
-
 // fcErrorLines returns the error-level JSON log lines of stderr.
 func fcErrorLines(stderr string) []string {
 	var out []string
@@ -224,7 +207,7 @@ func fcRunBinary(t *testing.T, w *world, bin string, extra map[string]string) re
 // fcPeakRSS is the peak_rss_mb of a run's summary.
 func fcPeakRSS(t *testing.T, res result) float64 {
 	t.Helper()
-	rss, ok := fcSummary(t, res.Stderr)["peak_rss_mb"].(float64)
+	rss, ok := summaryOf(t, res.Stderr)["peak_rss_mb"].(float64)
 	if !ok || rss <= 0 {
 		t.Fatalf("no peak_rss_mb in the summary")
 	}
@@ -384,7 +367,7 @@ func TestFaultBadLinesAreRejectedAndCounted(t *testing.T) {
 				t.Errorf("the logs quote the content of a rejected line (%s)", s)
 			}
 		}
-		sum := fcSummary(t, res.Stderr)
+		sum := summaryOf(t, res.Stderr)
 		if sum["records"] != float64(len(want)) || sum["rejected"] != float64(rejected) {
 			t.Fatalf("summary records %v rejected %v, want %d and %d", sum["records"], sum["rejected"], len(want), rejected)
 		}
@@ -686,28 +669,9 @@ func (g *fcGate) counts() (held, released int) {
 	return g.held, g.released
 }
 
-// fcLockedBuffer is a bytes.Buffer safe for a process writing and a test
-// reading at once.
-type fcLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *fcLockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *fcLockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // fcPoll polls cond every 100 ms until it holds, the process ended, or the
 // deadline passed.
-func fcPoll(t *testing.T, what string, d time.Duration, exited <-chan error, stderr *fcLockedBuffer, cond func() bool) {
+func fcPoll(t *testing.T, what string, d time.Duration, exited <-chan error, stderr *testutil.SyncBuffer, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -761,7 +725,7 @@ func TestFaultBrokerRestartMidSnapshot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cmd, stdout, _ := w.command(ctx, map[string]string{"TVM2KAFKA_RETRY_MAX_ELAPSED": "6m"}, "run")
-	stderr := &fcLockedBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -817,19 +781,5 @@ func TestFaultBrokerRestartMidSnapshot(t *testing.T) {
 		t.Fatalf("snapshot-end: %d records %d rejected, want %d and 0", run.EndRecords, run.EndRejected, len(want))
 	}
 	fcCheckRecords(t, msgs, rid, want)
-	// Markers first and last in every partition.
-	firstMsg, lastMsg := map[int32]verify.Message{}, map[int32]verify.Message{}
-	for _, m := range msgs {
-		if f, ok := firstMsg[m.Partition]; !ok || m.Offset < f.Offset {
-			firstMsg[m.Partition] = m
-		}
-		if l, ok := lastMsg[m.Partition]; !ok || m.Offset > l.Offset {
-			lastMsg[m.Partition] = m
-		}
-	}
-	for p := int32(0); p < int32(rep.Partitions); p++ {
-		if firstMsg[p].Headers[schema.HeaderMarker] != string(schema.MarkerStart) || lastMsg[p].Headers[schema.HeaderMarker] != string(schema.MarkerEnd) {
-			t.Fatalf("partition %d: first %q last %q", p, firstMsg[p].Headers[schema.HeaderMarker], lastMsg[p].Headers[schema.HeaderMarker])
-		}
-	}
+	assertBracketed(t, msgs, rid, rep.Partitions)
 }

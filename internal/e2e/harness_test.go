@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -353,7 +354,14 @@ func (w *world) assertSnapshot(msgs []verify.Message, rep *verify.Report, runID 
 	if len(want) != 0 {
 		w.t.Fatalf("%d devices missing from the topic", len(want))
 	}
-	// Markers first and last in every partition.
+	assertBracketed(w.t, msgs, runID, rep.Partitions)
+	return run
+}
+
+// assertBracketed fails unless, in every partition, the run's first
+// message is its snapshot-start and its last its snapshot-end.
+func assertBracketed(t *testing.T, msgs []verify.Message, runID string, partitions int) {
+	t.Helper()
 	first, last := map[int32]verify.Message{}, map[int32]verify.Message{}
 	for _, m := range msgs {
 		if m.Headers[schema.HeaderRunID] != runID {
@@ -366,12 +374,28 @@ func (w *world) assertSnapshot(msgs []verify.Message, rep *verify.Report, runID 
 			last[m.Partition] = m
 		}
 	}
-	for p := int32(0); p < int32(rep.Partitions); p++ {
+	for p := int32(0); p < int32(partitions); p++ {
 		if first[p].Headers[schema.HeaderMarker] != string(schema.MarkerStart) || last[p].Headers[schema.HeaderMarker] != string(schema.MarkerEnd) {
-			w.t.Fatalf("partition %d: first %q last %q", p, first[p].Headers[schema.HeaderMarker], last[p].Headers[schema.HeaderMarker])
+			t.Fatalf("partition %d: first %q last %q", p, first[p].Headers[schema.HeaderMarker], last[p].Headers[schema.HeaderMarker])
 		}
 	}
-	return run
+}
+
+// summaryOf returns the fields of the "snapshot summary" log line.
+func summaryOf(t *testing.T, stderr string) map[string]any {
+	t.Helper()
+	for _, line := range strings.Split(stderr, "\n") {
+		if !strings.Contains(line, `"snapshot summary"`) {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("summary line is not JSON: %v\n%s", err, line)
+		}
+		return m
+	}
+	t.Fatalf("no summary line:\n%s", tail(stderr, 30))
+	return nil
 }
 
 // schemaParts returns the blob paths of the world's parts in mde.part order.

@@ -38,23 +38,6 @@ func (w *world) regenerate(opts synth.Options) {
 	w.putBlobs(blobs)
 }
 
-// summaryOf returns the fields of the "snapshot summary" log line.
-func summaryOf(t *testing.T, stderr string) map[string]any {
-	t.Helper()
-	for _, line := range strings.Split(stderr, "\n") {
-		if !strings.Contains(line, `"snapshot summary"`) {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("summary line is not JSON: %v\n%s", err, line)
-		}
-		return m
-	}
-	t.Fatalf("no summary line:\n%s", tail(stderr, 30))
-	return nil
-}
-
 // logLine returns the first JSON log line with message msg, or nil.
 func logLine(stderr, msg string) map[string]any {
 	for _, line := range strings.Split(stderr, "\n") {
