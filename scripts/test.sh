@@ -49,6 +49,7 @@ RESULTS=()
 STARTED_KAFKA=0
 STARTED_AZURITE=0
 PREFETCH_PID=
+CLOSING_LINE=
 
 section() { printf '\n\033[1m==== %s\033[0m  (t+%ds)\n' "$*" "$((SECONDS - T0))"; }
 
@@ -79,6 +80,8 @@ cleanup() {
 		((STARTED_KAFKA)) && "$SCRIPT_DIR/kafka.sh" stop
 		((STARTED_AZURITE)) && "$SCRIPT_DIR/azurite.sh" stop
 	fi
+	# The test count is the very last line, after the services' shutdown.
+	[[ -n "$CLOSING_LINE" ]] && printf '%s\n' "$CLOSING_LINE"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -250,9 +253,9 @@ read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0
 if ((${#FAILED[@]})); then
 	printf '\nFAILED: %s\n' "${FAILED[*]}"
 	# The failed steps count as failures even when no Go test failed.
-	printf 'tests: %d passed, %d failed, %d skipped\n' "$passed" "$((failed > 0 ? failed : ${#FAILED[@]}))" "$skipped"
+	CLOSING_LINE=$(printf 'tests: %d passed, %d failed, %d skipped' "$passed" "$((failed > 0 ? failed : ${#FAILED[@]}))" "$skipped")
 	exit 1
 fi
 echo
 echo "ALL PASSED"
-printf 'tests: %d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
+CLOSING_LINE=$(printf 'tests: %d passed, %d failed, %d skipped' "$passed" "$failed" "$skipped")
