@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"io"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )

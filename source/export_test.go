@@ -3,7 +3,6 @@ package source_test
 import (
 	"context"
 	"errors"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
 

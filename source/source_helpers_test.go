@@ -3,7 +3,6 @@ package source_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/rs/zerolog"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)

@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 )
 

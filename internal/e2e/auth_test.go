@@ -125,43 +125,46 @@ func federatedJWT(t *testing.T) string {
 		"." + base64.RawURLEncoding.EncodeToString(sig[:])
 }
 
-// TestCertificateCredential: with AZURE_CLIENT_CERTIFICATE_PATH and no
-// secret, the binary signs a client assertion with the certificate's key,
-// gets a token from Entra ID and publishes the whole snapshot.
-func TestCertificateCredential(t *testing.T) {
-	w := newWorld(t, 600, 2)
-	res := w.run(merge(noAppSecret, map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certificatePEM(t)}))
-	mustComplete(t, res)
-	msgs, rep := w.read(w.Topic)
-	w.assertSnapshot(msgs, rep, runID(t, res.Stderr), 0)
-	if w.entra.TokenRequests() == 0 {
-		t.Fatal("no token request to Entra ID")
+// TestCertificateAndWorkloadIdentityCredentials: with no secret, the
+// binary gets a token from Entra ID with a client certificate
+// (AZURE_CLIENT_CERTIFICATE_PATH: a client assertion signed with its key)
+// or with workload identity (AZURE_FEDERATED_TOKEN_FILE: a projected
+// service-account JWT, never printed), and publishes the whole snapshot.
+func TestCertificateAndWorkloadIdentityCredentials(t *testing.T) {
+	cases := []struct {
+		kind string
+		env  func(t *testing.T) (env map[string]string, secret string)
+	}{
+		{"client-certificate", func(t *testing.T) (map[string]string, string) {
+			return map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certificatePEM(t)}, ""
+		}},
+		{"workload-identity", func(t *testing.T) (map[string]string, string) {
+			jwt := federatedJWT(t)
+			file := filepath.Join(t.TempDir(), "azure-identity-token")
+			if err := os.WriteFile(file, []byte(jwt), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return map[string]string{"AZURE_FEDERATED_TOKEN_FILE": file}, jwt
+		}},
 	}
-	if l := logLine(res.Stderr, "requesting export"); l == nil || l["auth"] != "client-certificate" {
-		t.Fatalf("credential used: %v", l)
-	}
-}
-
-// TestWorkloadIdentityCredential: with AZURE_FEDERATED_TOKEN_FILE (a
-// projected service-account JWT) and no secret, the binary exchanges the
-// JWT for a token and publishes the whole snapshot; the JWT is not printed.
-func TestWorkloadIdentityCredential(t *testing.T) {
-	w := newWorld(t, 600, 2)
-	jwt := federatedJWT(t)
-	file := filepath.Join(t.TempDir(), "azure-identity-token")
-	if err := os.WriteFile(file, []byte(jwt), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	res := w.run(merge(noAppSecret, map[string]string{"AZURE_FEDERATED_TOKEN_FILE": file}))
-	assertNotInOutput(t, res, "federated token", jwt)
-	mustComplete(t, res)
-	msgs, rep := w.read(w.Topic)
-	w.assertSnapshot(msgs, rep, runID(t, res.Stderr), 0)
-	if w.entra.TokenRequests() == 0 {
-		t.Fatal("no token request to Entra ID")
-	}
-	if l := logLine(res.Stderr, "requesting export"); l == nil || l["auth"] != "workload-identity" {
-		t.Fatalf("credential used: %v", l)
+	for _, tc := range cases {
+		t.Run(tc.kind, func(t *testing.T) {
+			w := newWorld(t, 600, 2)
+			env, secret := tc.env(t)
+			res := w.run(merge(noAppSecret, env))
+			if secret != "" {
+				assertNotInOutput(t, res, "federated token", secret)
+			}
+			mustComplete(t, res)
+			msgs, rep := w.read(w.Topic)
+			w.assertSnapshot(msgs, rep, runID(t, res.Stderr), 0)
+			if w.entra.TokenRequests() == 0 {
+				t.Fatal("no token request to Entra ID")
+			}
+			if l := logLine(res.Stderr, "requesting export"); l == nil || l["auth"] != tc.kind {
+				t.Fatalf("credential used: %v", l)
+			}
+		})
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -27,6 +26,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/internal/verify"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
@@ -639,16 +640,7 @@ func newFCGate(target, suffix string) *fcGate {
 			}
 			g.mu.Unlock()
 			if !open {
-				h := w.Header()
-				h.Set("Content-Length", "0")
-				h.Set("Content-Type", "application/octet-stream")
-				h.Set("ETag", "\"0x8D000000000PEND\"")
-				h.Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
-				h.Set("x-ms-blob-type", "BlockBlob")
-				h.Set("x-ms-copy-status", "pending")
-				h.Set("x-ms-copy-progress", "0/1")
-				h.Set("x-ms-version", r.Header.Get("x-ms-version"))
-				w.WriteHeader(http.StatusOK)
+				fakes.CopyPending(w, r)
 				return
 			}
 		}

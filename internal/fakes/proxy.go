@@ -188,18 +188,7 @@ func (p *BlobProxy) serve(w http.ResponseWriter, r *http.Request) {
 			entry.Status = authFailed(w, "Signed expiry time has passed")
 			return
 		case fault.CopyPending:
-			h := w.Header()
-			h.Set("Content-Length", "0")
-			h.Set("Content-Type", "application/octet-stream")
-			h.Set("ETag", "\"0x8D000000000PEND\"")
-			h.Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
-			h.Set("x-ms-blob-type", "BlockBlob")
-			h.Set("x-ms-copy-status", "pending")
-			h.Set("x-ms-copy-progress", "0/1")
-			h.Set("x-ms-request-id", "00000000-0000-0000-0000-00000000c0c0")
-			h.Set("x-ms-version", versionOf(r))
-			w.WriteHeader(http.StatusOK)
-			entry.Status = http.StatusOK
+			entry.Status = CopyPending(w, r)
 			return
 		case fault.CutAfter > 0:
 			p.forward(w, r, fault.CutAfter, &entry.Status)
@@ -268,4 +257,22 @@ func (p *BlobProxy) forward(w http.ResponseWriter, r *http.Request, cutAfter int
 	_, _ = io.CopyN(w, resp.Body, cutAfter)
 	_ = http.NewResponseController(w).Flush()
 	panic(http.ErrAbortHandler) // closes the connection mid-body
+}
+
+// CopyPending answers as Blob storage does for a blob whose copy has not
+// finished: 200 with an empty body and x-ms-copy-status: pending. It
+// returns the status written.
+func CopyPending(w http.ResponseWriter, r *http.Request) int {
+	h := w.Header()
+	h.Set("Content-Length", "0")
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("ETag", "\"0x8D000000000PEND\"")
+	h.Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("x-ms-blob-type", "BlockBlob")
+	h.Set("x-ms-copy-status", "pending")
+	h.Set("x-ms-copy-progress", "0/1")
+	h.Set("x-ms-request-id", "00000000-0000-0000-0000-00000000c0c0")
+	h.Set("x-ms-version", versionOf(r))
+	w.WriteHeader(http.StatusOK)
+	return http.StatusOK
 }
