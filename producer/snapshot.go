@@ -153,6 +153,8 @@ type Snapshot struct {
 
 	// retryInitial is the first backoff interval (tests shorten it).
 	retryInitial time.Duration
+	// batchBytes, when set, bounds a partition's batch (tests shrink it).
+	batchBytes int
 
 	// The run's writers; wctx is the context their requests run on.
 	main, dlq *topicWriter
@@ -348,6 +350,9 @@ func (s *Snapshot) writerConfig(topic string, partitions int, onRefused refusal)
 	// keep them within 32 MB whatever the partition count.
 	wc.batchBytes = min(wc.batchBytes, max(64<<10, (32<<20)/(2*partitions)))
 	wc.batchBytes = max(wc.batchBytes, s.cfg.MaxMessageBytes+1024)
+	if s.batchBytes > 0 {
+		wc.batchBytes = s.batchBytes
+	}
 	return wc
 }
 
