@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -57,7 +58,7 @@ func (e *BlobError) Error() string {
 		}
 		s += ": "
 	}
-	return s + scrub(e.Err.Error())
+	return s + redact.String(e.Err.Error())
 }
 
 func (e *BlobError) Unwrap() error { return e.Err }
@@ -265,7 +266,7 @@ func (b *Blobs) open(ctx context.Context, path, sasURL string) (io.ReadCloser, e
 		MaxRetries: 5,
 		OnFailedRead: func(failures int32, lastErr error, rng blob.HTTPRange, willRetry bool) {
 			log.Warn().Str("blob", path).Int32("failures", failures).Int64("offset", rng.Offset).
-				Bool("resuming", willRetry).Str("error", scrub(stripURLQuery(lastErr).Error())).Msg("blob read cut, resuming with a Range request")
+				Bool("resuming", willRetry).Str("error", redact.String(stripURLQuery(lastErr).Error())).Msg("blob read cut, resuming with a Range request")
 		},
 	})
 	src := &countingReader{r: rr, total: &b.bytes}

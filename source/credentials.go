@@ -15,6 +15,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 )
 
 // DefaultTokenScope is the OAuth scope of the Defender API (MDE_TOKEN_SCOPE).
@@ -70,7 +72,7 @@ func (e *AuthError) Error() string {
 	if e.msg != "" {
 		return e.msg
 	}
-	return "authentication (" + e.Kind + ") failed: " + scrub(e.Err.Error())
+	return "authentication (" + e.Kind + ") failed: " + redact.String(e.Err.Error())
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }
@@ -137,7 +139,7 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		certs, key, perr := azidentity.ParseCertificates(data, []byte(cfg.CertificatePassword))
 		if perr != nil {
 			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: cannot parse certificate (wrong AZURE_CLIENT_CERTIFICATE_PASSWORD?): %s",
-				cfg.CertificatePath, redactSecret(perr.Error(), cfg.CertificatePassword))
+				cfg.CertificatePath, redact.New(cfg.CertificatePassword).String(perr.Error()))
 		}
 		cred, err = azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts})
@@ -157,7 +159,7 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		cred, err = azidentity.NewManagedIdentityCredential(mo)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("%s credential: %s", kind, redactSecret(scrub(err.Error()), cfg.ClientSecret))
+		return nil, "", fmt.Errorf("%s credential: %s", kind, redact.New(cfg.ClientSecret).String(err.Error()))
 	}
 	return &azTokenSource{cred: cred, scope: scope, kind: kind, secret: cfg.ClientSecret}, kind, nil
 }
@@ -230,8 +232,8 @@ func newAuthError(kind, secret string, err error) *AuthError {
 		ae.msg = "authentication (" + kind + "): " + ae.msg
 		return ae
 	}
-	detail := truncate(strings.ReplaceAll(scrub(err.Error()), "\n", " "), 400)
-	ae.msg = "authentication (" + kind + ") failed: " + redactSecret(detail, secret) + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
+	detail := truncate(strings.ReplaceAll(redact.New(secret).String(err.Error()), "\n", " "), 400)
+	ae.msg = "authentication (" + kind + ") failed: " + detail + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
 	return ae
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -312,7 +313,7 @@ func (c *ExportClient) parse(body []byte) (schema.Manifest, error) {
 		GeneratedTime *string   `json:"generatedTime"`
 	}
 	if err := json.Unmarshal(body, &ans); err != nil {
-		return schema.Manifest{}, &APIError{Status: http.StatusOK, Message: "not a JSON object with exportFiles and generatedTime: " + scrub(err.Error())}
+		return schema.Manifest{}, &APIError{Status: http.StatusOK, Message: "not a JSON object with exportFiles and generatedTime: " + redact.String(err.Error())}
 	}
 	switch {
 	case ans.ExportFiles == nil:

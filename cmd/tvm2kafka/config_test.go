@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 func envOf(m map[string]string) lookupFunc {
@@ -202,21 +204,22 @@ func TestHelpListsEverySetting(t *testing.T) {
 	}
 }
 
-func TestRedactor(t *testing.T) {
-	var out bytes.Buffer
-	r := &redactor{w: &out, secrets: []string{"hunter2-password"}}
-	in := `{"msg":"x","url":"https://a.blob.core.windows.net/c/p.gz?sv=2020&sig=abc%2Fdef&se=1","err":"auth Bearer eyJ0eXAi.abc.def failed with hunter2-password"}`
-	if _, err := r.Write([]byte(in)); err != nil {
-		t.Fatal(err)
-	}
-	got := out.String()
-	for _, bad := range []string{"abc%2Fdef", "eyJ0eXAi", "hunter2-password"} {
-		if strings.Contains(got, bad) {
-			t.Errorf("redacted output still holds %q: %s", bad, got)
+func TestLoggerRedactsSecrets(t *testing.T) {
+	for _, format := range []string{"json", "console"} {
+		var out bytes.Buffer
+		log := newLogger(&config{logFormat: format, logLevel: zerolog.DebugLevel, secretsSeen: []string{"hunter2-password"}}, &out)
+		log.Error().Str("url", "https://a.blob.core.windows.net/c/p.gz?sv=2020&sig=abc%2Fdef&se=1").
+			Str("err", "auth Bearer eyJ0eXAi.abc.def failed with hunter2-password").
+			Str("raw", "\xff\xff\xff sig=SECRETSECRET").Msg("x")
+		got := out.String()
+		for _, bad := range []string{"abc%2Fdef", "sv=2020", "eyJ0eXAi", "hunter2-password", "SECRETSECRET"} {
+			if strings.Contains(got, bad) {
+				t.Errorf("%s: redacted output still holds %q: %s", format, bad, got)
+			}
 		}
-	}
-	if !strings.Contains(got, "sig=[REDACTED]") || !strings.Contains(got, "sv=2020") {
-		t.Errorf("unexpected redaction: %s", got)
+		if !strings.Contains(got, "https://a.blob.core.windows.net/c/p.gz") {
+			t.Errorf("%s: the blob path is gone: %s", format, got)
+		}
 	}
 }
 
