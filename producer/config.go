@@ -32,6 +32,14 @@ const (
 	DefaultRetryMaxElapsed        = 2 * time.Minute
 )
 
+// Bounds of Config.MaxMessageBytes (KAFKA_MAX_MESSAGE_BYTES). The upper
+// bound keeps the memory of a run bounded: every worker may hold up to two
+// batches with a line of that size.
+const (
+	MinMaxMessageBytes = 1024
+	MaxMaxMessageBytes = 64 << 20
+)
+
 // SASL mechanisms accepted by Config.SASLMechanism.
 const (
 	SASLPlain       = "PLAIN"
@@ -189,8 +197,8 @@ func (c Config) Validate() error {
 	if c.TopicReplicationFactor != -1 && c.TopicReplicationFactor < 1 {
 		add("KAFKA_TOPIC_REPLICATION_FACTOR: must be -1 (broker default) or at least 1, got %d", c.TopicReplicationFactor)
 	}
-	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 256<<20 {
-		add("KAFKA_MAX_MESSAGE_BYTES: must be between 1024 and %d, got %d", 256<<20, c.MaxMessageBytes)
+	if c.MaxMessageBytes < MinMaxMessageBytes || c.MaxMessageBytes > MaxMaxMessageBytes {
+		add("KAFKA_MAX_MESSAGE_BYTES: %d is out of range %d..%d", c.MaxMessageBytes, MinMaxMessageBytes, MaxMaxMessageBytes)
 	}
 	if c.BatchBytes < 1 {
 		add("KAFKA_BATCH_BYTES: must be positive, got %d", c.BatchBytes)

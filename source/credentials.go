@@ -2,6 +2,8 @@ package source
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,17 +134,15 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
 			return nil, "", err
 		}
-		data, rerr := os.ReadFile(cfg.CertificatePath)
-		if rerr != nil {
-			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", rerr)
-		}
-		certs, key, perr := azidentity.ParseCertificates(data, []byte(cfg.CertificatePassword))
-		if perr != nil {
-			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: cannot parse certificate (wrong AZURE_CLIENT_CERTIFICATE_PASSWORD?): %s",
-				cfg.CertificatePath, redact.New(cfg.CertificatePassword).String(perr.Error()))
+		certs, key, cerr := loadCertificate(cfg.CertificatePath, cfg.CertificatePassword)
+		if cerr != nil {
+			return nil, "", cerr
 		}
 		cred, err = azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts})
+		if err != nil {
+			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: %s", cfg.CertificatePath, redact.New(cfg.CertificatePassword).String(err.Error()))
+		}
 	case cfg.FederatedTokenFile != "":
 		kind = KindWorkloadIdentity
 		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
@@ -162,6 +162,31 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		return nil, "", fmt.Errorf("%s credential: %s", kind, redact.New(cfg.ClientSecret).String(err.Error()))
 	}
 	return &azTokenSource{cred: cred, scope: scope, kind: kind, secret: cfg.ClientSecret}, kind, nil
+}
+
+// loadCertificate reads a PEM or PKCS#12 certificate with its private key.
+// Its errors name the setting to fix and never hold the password.
+func loadCertificate(path, password string) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", err)
+	}
+	certs, key, err := azidentity.ParseCertificates(data, []byte(password))
+	if err == nil {
+		return certs, key, nil
+	}
+	msg := redact.New(password).String(err.Error())
+	switch {
+	case strings.Contains(msg, "decryption password incorrect") && password == "":
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PASSWORD: %s is a password-protected PKCS#12 file and no password is set", path)
+	case strings.Contains(msg, "decryption password incorrect"):
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PASSWORD: wrong password for the PKCS#12 file %s (AZURE_CLIENT_CERTIFICATE_PATH)", path)
+	case strings.Contains(msg, "unknown digest algorithm"):
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: a PKCS#12 file with SHA-256 integrity, which cannot be read: export it with `openssl pkcs12 -export -legacy`, or use the PEM certificate and key in one file (%s)", path, msg)
+	case strings.Contains(msg, "no private key"):
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: holds a certificate but no private key; put the unencrypted PEM key in the same file, or use a PKCS#12 file", path)
+	}
+	return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: not a PEM or PKCS#12 certificate with its private key (%s)", path, truncate(msg, 200))
 }
 
 // azTokenSource asks an azidentity credential for tokens; azidentity

@@ -296,6 +296,14 @@ func parseConfig(v rawValues) (*config, error) {
 	case "managed-identity":
 		c.cred.ClientSecret, c.cred.CertificatePath, c.cred.FederatedTokenFile, c.cred.AccessToken = "", "", "", ""
 	}
+	if err == nil {
+		// Builds the credential without a network call: a certificate that
+		// cannot be used (unparseable, wrong password) is a configuration
+		// error, found here rather than inside the run.
+		if _, _, err := source.NewTokenSource(c.cred); err != nil {
+			errs = append(errs, err)
+		}
+	}
 
 	// Kafka.
 	k := producer.DefaultConfig()
@@ -318,7 +326,7 @@ func parseConfig(v rawValues) (*config, error) {
 	if k.TopicReplicationFactor == 0 {
 		bad("KAFKA_TOPIC_REPLICATION_FACTOR", "0 is not allowed; -1 means the broker's default")
 	}
-	k.MaxMessageBytes = intVal("KAFKA_MAX_MESSAGE_BYTES", 1024, 64<<20)
+	k.MaxMessageBytes = intVal("KAFKA_MAX_MESSAGE_BYTES", producer.MinMaxMessageBytes, producer.MaxMaxMessageBytes)
 	k.SASLMechanism = strings.ToUpper(v["KAFKA_SASL_MECHANISM"])
 	k.SASLUsername = v["KAFKA_SASL_USERNAME"]
 	k.SASLPassword = v["KAFKA_SASL_PASSWORD"]
