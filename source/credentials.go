@@ -107,6 +107,20 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 	if cfg.HTTPClient != nil {
 		opts.Transport = cfg.HTTPClient
 	}
+	// azcore's retry policy, except that a host name that does not exist
+	// fails at once.
+	opts.Retry.ShouldRetry = func(resp *http.Response, err error) bool {
+		if err != nil {
+			_, typo := NoSuchHost(err)
+			return !typo
+		}
+		switch resp.StatusCode {
+		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
 	need := func(kind string, vars ...string) error {
 		vals := map[string]string{"AZURE_TENANT_ID": cfg.TenantID, "AZURE_CLIENT_ID": cfg.ClientID}
 		var missing []string
@@ -219,6 +233,10 @@ var credentialVars = map[string]string{
 func newAuthError(kind, secret string, err error) *AuthError {
 	ae := &AuthError{Kind: kind, Err: err}
 	vars := credentialVars[kind]
+	if host, ok := NoSuchHost(err); ok {
+		ae.msg = fmt.Sprintf("authentication (%s): the Entra ID host %s does not exist (DNS: no such host): check AZURE_AUTHORITY_HOST", kind, host)
+		return ae
+	}
 	var afe *azidentity.AuthenticationFailedError
 	if errors.As(err, &afe) && afe.RawResponse != nil {
 		var body struct {
