@@ -156,6 +156,19 @@ func NewBlobs(cfg BlobConfig) *Blobs {
 // all parts together.
 func (b *Blobs) BytesDownloaded() int64 { return b.bytes.Load() }
 
+// KnownSizes returns the compressed size of the parts opened so far (as
+// storage announced it) and their number.
+func (b *Blobs) KnownSizes() (bytes int64, parts int) {
+	b.sizes.Range(func(_, v any) bool {
+		if n := v.(int64); n >= 0 {
+			bytes += n
+			parts++
+		}
+		return true
+	})
+	return bytes, parts
+}
+
 // currentURL returns the latest URL of part and the refresh generation.
 func (b *Blobs) currentURL(part schema.Part) (string, int, error) {
 	b.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -175,7 +176,24 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 	if err != nil {
 		return nil, "", fmt.Errorf("%s credential: %s", kind, redact.New(cfg.ClientSecret).String(err.Error()))
 	}
-	return &azTokenSource{cred: cred, scope: scope, kind: kind, secret: cfg.ClientSecret}, kind, nil
+	return &azTokenSource{cred: cred, scope: scope, scopeVar: "MDE_TOKEN_SCOPE", kind: kind, secret: cfg.ClientSecret}, kind, nil
+}
+
+// ExpiringTokenSource yields bearer tokens with the time they expire.
+type ExpiringTokenSource interface {
+	TokenExpiry(ctx context.Context) (token string, expiresOn time.Time, err error)
+}
+
+// ForScope returns a token source for another scope on the same Entra ID
+// credential as ts (a source from NewTokenSource), e.g. for Kafka's
+// OAUTHBEARER. scopeVar names the setting of that scope in errors. A
+// static MDE_ACCESS_TOKEN has no other scope: that is an error.
+func ForScope(ts TokenSource, scope, scopeVar string) (ExpiringTokenSource, error) {
+	az, ok := ts.(*azTokenSource)
+	if !ok {
+		return nil, fmt.Errorf("%s: MDE_ACCESS_TOKEN is a token for the Defender API only; another scope needs an Entra ID credential", scopeVar)
+	}
+	return &azTokenSource{cred: az.cred, scope: scope, scopeVar: scopeVar, kind: az.kind, secret: az.secret}, nil
 }
 
 // loadCertificate reads a PEM or PKCS#12 certificate with its private key.
@@ -206,18 +224,24 @@ func loadCertificate(path, password string) ([]*x509.Certificate, crypto.Private
 // azTokenSource asks an azidentity credential for tokens; azidentity
 // caches them and refreshes them before they expire.
 type azTokenSource struct {
-	cred   azcore.TokenCredential
-	scope  string
-	kind   string
-	secret string
+	cred     azcore.TokenCredential
+	scope    string
+	scopeVar string // the setting of scope, for errors
+	kind     string
+	secret   string
 }
 
 func (s *azTokenSource) Token(ctx context.Context) (string, error) {
+	tok, _, err := s.TokenExpiry(ctx)
+	return tok, err
+}
+
+func (s *azTokenSource) TokenExpiry(ctx context.Context) (string, time.Time, error) {
 	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}})
 	if err != nil {
-		return "", newAuthError(s.kind, s.secret, err)
+		return "", time.Time{}, newAuthError(s.kind, s.secret, s.scopeVar, err)
 	}
-	return tok.Token, nil
+	return tok.Token, tok.ExpiresOn, nil
 }
 
 var reAADSTS = regexp.MustCompile(`AADSTS\d+`)
@@ -230,7 +254,7 @@ var credentialVars = map[string]string{
 	KindManagedIdentity:  "the managed identity (AZURE_CLIENT_ID for a user-assigned one)",
 }
 
-func newAuthError(kind, secret string, err error) *AuthError {
+func newAuthError(kind, secret, scopeVar string, err error) *AuthError {
 	ae := &AuthError{Kind: kind, Err: err}
 	vars := credentialVars[kind]
 	if host, ok := NoSuchHost(err); ok {
@@ -259,7 +283,7 @@ func newAuthError(kind, secret string, err error) *AuthError {
 		case "invalid_tenant":
 			ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
 		case "invalid_scope":
-			ae.msg = fmt.Sprintf("Entra ID rejected the token scope (%s): check MDE_TOKEN_SCOPE", code)
+			ae.msg = fmt.Sprintf("Entra ID rejected the token scope (%s): check %s", code, scopeVar)
 		case "invalid_request":
 			if strings.Contains(body.Description, "AADSTS90002") {
 				ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
