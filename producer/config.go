@@ -346,7 +346,7 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 func decryptKey(keyPEM []byte, password string) ([]byte, error) {
 	block, _ := pem.Decode(keyPEM)
 	if block == nil {
-		return nil, errors.New("KAFKA_TLS_KEY_FILE: no PEM block found")
+		return keyPEM, nil // tls.X509KeyPair says what is wrong with it
 	}
 	//lint:ignore SA1019 legacy PEM encryption is insecure as a format, but keys in it exist and are only read here
 	legacy := x509.IsEncryptedPEMBlock(block)

@@ -155,9 +155,7 @@ var dryRunRewrites = [][2][]byte{
 func (d dryRunMessages) Write(p []byte) (int, error) {
 	q := p
 	for _, r := range dryRunRewrites {
-		if bytes.Contains(q, r[0]) {
-			q = bytes.Replace(q, r[0], r[1], 1)
-		}
+		q = bytes.Replace(q, r[0], r[1], 1)
 	}
 	if _, err := d.w.Write(q); err != nil {
 		return 0, err
