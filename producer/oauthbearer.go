@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -104,8 +104,16 @@ func orUnknown(s string) string {
 }
 
 // errConnRetired is the write error of a connection whose token is about
-// to expire.
-var errConnRetired = errors.New("kafka: connection retired before its OAUTHBEARER token expires")
+// to expire. It is temporary (net.Error), so kafka-go retries the request
+// on a new connection at once, as for a connection the broker closed.
+var errConnRetired error = retiredError{}
+
+type retiredError struct{}
+
+func (retiredError) Error() string   { return "kafka: connection retired before its OAUTHBEARER token expires" }
+func (retiredError) Timeout() bool   { return false }
+func (retiredError) Temporary() bool { return true }
+func (retiredError) Unwrap() error   { return syscall.EPIPE }
 
 // retiringConn is a broker connection that stops taking requests shortly
 // before the token it authenticated with expires: its first write after
