@@ -3,7 +3,7 @@
 // creation, the partition balancer, and the snapshot pipeline that turns
 // the part files of one export into record messages bracketed, in every
 // partition, by snapshot-start and snapshot-end (or snapshot-abort)
-// markers (CONTRACT.md §4, §5).
+// markers (README "Messages: the contract for consumers").
 //
 // # Pipeline
 //

@@ -110,7 +110,9 @@ var errConnRetired error = retiredError{}
 
 type retiredError struct{}
 
-func (retiredError) Error() string   { return "kafka: connection retired before its OAUTHBEARER token expires" }
+func (retiredError) Error() string {
+	return "kafka: connection retired before its OAUTHBEARER token expires"
+}
 func (retiredError) Timeout() bool   { return false }
 func (retiredError) Temporary() bool { return true }
 func (retiredError) Unwrap() error   { return syscall.EPIPE }

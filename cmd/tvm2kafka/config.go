@@ -19,7 +19,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
 
-// Exit codes of the contract (§2).
+// Exit codes (README "Exit status").
 const (
 	exitOK     = 0
 	exitFailed = 1

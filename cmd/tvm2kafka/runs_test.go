@@ -267,3 +267,50 @@ func TestDryRunLogsSayNothingWasPublished(t *testing.T) {
 		t.Errorf("dry-run summary: %v", s)
 	}
 }
+
+// A broker or API host that does not exist fails the run at once (no
+// retries), naming the setting to fix, with the summary line.
+func TestHostsThatDoNotExistFailAtOnce(t *testing.T) {
+	w := newWorld(t, 100, 1)
+	noSuchHost := func(_ context.Context, _, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
+	}
+	for _, tc := range []struct {
+		name, want string
+		env        map[string]string
+		kafka      bool // the broker's host, else the API's
+	}{
+		{"KAFKA_BROKERS", "KAFKA_BROKERS: the broker host kafka-1.example.invalid does not exist", map[string]string{"KAFKA_BROKERS": "kafka-1.example.invalid:9092"}, true},
+		{"MDE_API_URL", "MDE_API_URL https://api.securitycentre.microsoft.com: the host api.securitycentre.microsoft.com does not exist", map[string]string{"MDE_API_URL": "https://api.securitycentre.microsoft.com"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := defaultValues()
+			for k, v := range w.env(tc.env) {
+				raw[k] = v
+			}
+			cfg, err := parseConfig(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := runEnv{}
+			if tc.kafka {
+				cfg.kafka.Dial = noSuchHost
+			} else {
+				env.httpClient = &http.Client{Transport: &http.Transport{DialContext: noSuchHost}}
+			}
+			var out bytes.Buffer
+			start := time.Now()
+			_, code := snapshot(context.Background(), cfg, env, newLogger(cfg, &out))
+			if code != exitFailed || time.Since(start) > 10*time.Second {
+				t.Fatalf("exit %d after %v:\n%s", code, time.Since(start), out.String())
+			}
+			if !strings.Contains(out.String(), tc.want) || strings.Contains(out.String(), "retrying") {
+				t.Fatalf("no %q, or retries:\n%s", tc.want, out.String())
+			}
+			if n := len(summaries(jsonLines(t, out.String()))); n != 1 {
+				t.Fatalf("%d summary lines", n)
+			}
+		})
+	}
+}
