@@ -184,10 +184,11 @@ func (b *Blobs) currentURL(part schema.Part) (string, int, error) {
 }
 
 // DefaultMaxRefreshes is BlobConfig.MaxRefreshes' default: a run may
-// fetch the export's URLs again three times (each call counts against the
-// export API's 20 calls an hour). A run that outlives its SAS URLs more
-// often than that is not making progress.
-const DefaultMaxRefreshes = 3
+// fetch the export's URLs again at most ten times, half of the export API's
+// budget of 20 calls an hour, so that storage rejecting every SAS cannot
+// spend it all (a run outliving its SAS URLs needs one refresh per SAS
+// lifetime, 3 hours by default).
+const DefaultMaxRefreshes = 10
 
 // refresh fetches the manifest again, once for all the workers whose URLs
 // are of generation gen; a worker whose URL is older than the latest

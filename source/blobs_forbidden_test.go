@@ -3,6 +3,7 @@ package source_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,7 +78,7 @@ func TestSASRefreshesAreBoundedPerRun(t *testing.T) {
 		t.Fatalf("%d refreshes, want %d", n, source.DefaultMaxRefreshes)
 	}
 	_, err := r.read(t, b, m.Parts[0])
-	if !strings.Contains(err.Error(), "after 3 refreshes") || !strings.Contains(err.Error(), "MDE_SAS_VALID_HOURS") {
+	if !strings.Contains(err.Error(), fmt.Sprintf("after %d refreshes", source.DefaultMaxRefreshes)) || !strings.Contains(err.Error(), "MDE_SAS_VALID_HOURS") {
 		t.Errorf("error does not explain itself: %v", err)
 	}
 	r.checkSecrets(t, m)
