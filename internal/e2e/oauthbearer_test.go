@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -58,12 +59,31 @@ func kafkaScopes(w *world, scope string) int {
 func TestOAuthBearerToTheBroker(t *testing.T) {
 	t.Run("publishes", func(t *testing.T) {
 		w, env := oauthWorld(t, 1200, 3)
+		// The topic the run creates gets KAFKA_TOPIC_CONFIG.
+		env["KAFKA_TOPIC_CONFIG"] = "retention.ms=86400000,max.message.bytes=2000000"
 		res := w.run(env)
 		mustComplete(t, res)
 		msgs, rep := w.read(w.Topic)
 		w.assertSnapshot(msgs, rep, runID(t, res.Stderr), 0)
 		if n := kafkaScopes(w, "https://127.0.0.1/.default"); n == 0 {
 			t.Fatalf("no token for the brokers' default scope; scopes asked: %v", w.entra.Scopes())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rc, err := w.rig.Admin(t).DescribeTopicConfigs(ctx, w.Topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, r := range rc {
+			for _, c := range r.Configs {
+				if c.Value != nil {
+					got[c.Key] = *c.Value
+				}
+			}
+		}
+		if got["retention.ms"] != "86400000" || got["max.message.bytes"] != "2000000" {
+			t.Errorf("created topic's configs: retention.ms=%q max.message.bytes=%q", got["retention.ms"], got["max.message.bytes"])
 		}
 	})
 	t.Run("wrong audience", func(t *testing.T) {
