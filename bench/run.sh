@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tvm2kafka benchmark (issue 5): tvm2kafka against kcat on the same local Kafka,
+# tvm2kafka benchmark (README "Performance"): tvm2kafka against kcat on the same local Kafka,
 # and tvm2kafka --dry-run against plain parallel gzip decompression.
 #
 #   bench/run.sh [--records N] [--parts N] [--rounds N] [--compression lz4]

@@ -71,7 +71,7 @@ func (s *Snapshot) runPart(ctx context.Context, part schema.Part) error {
 		}
 		d := bo.NextBackOff()
 		pr.log.Warn().Int64("line", line).Int("attempt", attempt).Str("error", redact(err.Error())).
-			Int64("resume_after_line", pr.lastRead).Int64("retry_in_ms", d.Milliseconds()).Msg("part read failed; reopening")
+			Int64("resume_after_line", pr.lastRead).Dur("retry_in", d).Msg("part read failed; reopening")
 		if werr := sleep(ctx, d); werr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	redaction "github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -540,27 +541,4 @@ func graceCtx(parent context.Context, grace time.Duration) (context.Context, con
 }
 
 // redact removes SAS signatures from text that might quote a blob URL.
-func redact(s string) string {
-	const sig = "sig="
-	lower := strings.ToLower(s)
-	if !strings.Contains(lower, sig) {
-		return s
-	}
-	var b strings.Builder
-	i := 0
-	for {
-		j := strings.Index(lower[i:], sig)
-		if j < 0 {
-			b.WriteString(s[i:])
-			return b.String()
-		}
-		j += i + len(sig)
-		b.WriteString(s[i:j])
-		b.WriteString("REDACTED")
-		k := j
-		for k < len(s) && !strings.ContainsRune("&\"' \t\r\n)>", rune(s[k])) {
-			k++
-		}
-		i = k
-	}
-}
+func redact(s string) string { return redaction.String(s) }

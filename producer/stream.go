@@ -80,7 +80,7 @@ func newTopicWriter(sendCtx context.Context, client produceClient, cfg writerCon
 			w.pid = pid
 			return err
 		}, bo, func(err error, d time.Duration) {
-			cfg.log.Warn().Str("topic", cfg.topic).Err(err).Int64("retry_in_ms", d.Milliseconds()).Msg("init producer id failed; retrying")
+			cfg.log.Warn().Str("topic", cfg.topic).Err(err).Dur("retry_in", d).Msg("init producer id failed; retrying")
 		})
 		if err != nil {
 			return nil, fmt.Errorf("kafka: obtaining an idempotent producer id for topic %q: %w", cfg.topic, err)
@@ -440,7 +440,7 @@ func (s *stream) produce(b *recordBatch) error {
 	bo := backoff.WithContext(newExpBackOff(w.cfg.retryInitial, w.cfg.retryMax), w.stopCtx)
 	err = backoff.RetryNotify(op, bo, func(err error, d time.Duration) {
 		w.cfg.log.Warn().Str("topic", w.cfg.topic).Int("partition", s.partition).Int("attempt", attempt).
-			Int64("retry_in_ms", d.Milliseconds()).Str("error", err.Error()).Msg("produce failed; retrying")
+			Dur("retry_in", d).Str("error", err.Error()).Msg("produce failed; retrying")
 		s.checkLeader()
 	})
 	if err != nil {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The one test command (also what .ci/run runs).
 #
-#   scripts/test.sh           everything: format + vet, unit tests, a real Kafka broker and
-#                             Azurite, integration tests (build tag `integration`), fuzz smoke
-#   scripts/test.sh --unit    format + vet + unit tests only (no services), for quick local runs
+#   scripts/test.sh           everything: tidy modules, format, vet, staticcheck, unit tests, a
+#                             real Kafka broker and Azurite, integration tests (build tag
+#                             `integration`), fuzz smoke, benchmark smoke
+#   scripts/test.sh --unit    the checks and unit tests only (no services), for quick local runs
 #
-# On a fresh machine it installs what is missing: kcat (Debian), Go modules, the Kafka
-# jars (Maven Central, cached in ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}) and Azurite (npm).
+# On a fresh machine it installs what is missing: kcat (Debian), Go modules, staticcheck
+# (go install, pinned below), the Kafka jars (Maven Central, cached in
+# ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}) and Azurite (npm).
 # Services it started are stopped on exit, also when a step fails or it is interrupted.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
 #
@@ -23,7 +25,7 @@ case "${1:-}" in
 "") ;;
 --unit) MODE=unit ;;
 -h | --help)
-	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)
@@ -33,6 +35,7 @@ case "${1:-}" in
 esac
 
 FUZZTIME="${FUZZTIME:-10s}"
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, the release for Go 1.26
 RIG_DIR="${TVM2KAFKA_RIG_DIR:-$REPO_DIR/.rig}"
 export TVM2KAFKA_RIG_DIR="$RIG_DIR"
 mkdir -p "$RIG_DIR"
@@ -123,6 +126,28 @@ check_tools() {
 }
 
 go_modules() { go mod download; }
+
+# go.mod and go.sum must be what `go mod tidy` makes of them.
+check_tidy() {
+	local diff
+	if ! diff="$(go mod tidy -diff 2>&1)"; then
+		echo "go.mod / go.sum are not tidy (run go mod tidy):"
+		echo "$diff"
+		return 1
+	fi
+	echo "go mod tidy: ok"
+}
+
+# staticcheck, installed at the pinned version into the rig directory.
+run_staticcheck() {
+	local bin="$RIG_DIR/bin/staticcheck"
+	if [[ ! -x "$bin" ]] || ! "$bin" -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
+		echo "installing staticcheck $STATICCHECK_VERSION"
+		GOBIN="$RIG_DIR/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" || return 1
+	fi
+	"$bin" -version
+	"$bin" ./... && "$bin" -tags integration ./... && echo "staticcheck: ok"
+}
 
 check_format() {
 	local files
@@ -236,8 +261,10 @@ if [[ $MODE == all && ${#FAILED[@]} -eq 0 ]]; then
 	PREFETCH_PID=$!
 fi
 step "Go modules" go_modules
+step "go mod tidy" check_tidy
 step "gofmt" check_format
 step "go vet" vet
+step "staticcheck" run_staticcheck
 step "Unit tests (go test -race ./...)" unit_tests
 
 if [[ $MODE == all ]]; then

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,7 +40,7 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 	}
 	switch args[0] {
 	case "run":
-		return cmdRun(ctx, args[1:], lookup, stderr)
+		return cmdRun(ctx, args[1:], lookup, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -50,52 +48,57 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 		printRunUsage(stdout)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "tvm2kafka: unknown command %q\n\n", args[0])
-	printUsage(stderr)
+	fmt.Fprintf(stderr, "tvm2kafka: unknown command %q (commands: run, demo, help)\nRun 'tvm2kafka help' for usage.\n", args[0])
 	return exitUsage
 }
 
-// loadConfig parses flags and environment into a validated config.
-func loadConfig(args []string, lookup lookupFunc, stderr io.Writer) (*config, int) {
-	fs, vals := newFlagSet("run", stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, exitOK
-		}
-		return nil, exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tvm2kafka run: unexpected argument %q\n", fs.Arg(0))
-		return nil, exitUsage
-	}
-	raw, err := resolve(fs, vals, lookup)
-	if err == nil {
-		var cfg *config
-		if cfg, err = parseConfig(raw); err == nil {
-			return cfg, exitOK
-		}
-	}
-	fmt.Fprintf(stderr, "tvm2kafka run: configuration error:\n%v\n(see tvm2kafka run --help)\n", err)
-	return nil, exitUsage
-}
-
-func cmdRun(ctx context.Context, args []string, lookup lookupFunc, stderr io.Writer) int {
-	cfg, code := loadConfig(args, lookup, stderr)
-	if cfg == nil {
+func cmdRun(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr io.Writer) int {
+	started := time.Now()
+	fs, vals := newFlagSet("run")
+	if code, done := parseFlags(fs, args, printRunUsage, stdout, stderr); done {
 		return code
 	}
-	log := newLogger(cfg, stderr)
+	term := newTerminal(stderr)
+	raw, err := resolve(fs, vals, lookup)
+	var cfg *config
+	if err == nil {
+		cfg, err = parseConfig(raw)
+	}
+	if err != nil {
+		return configError(raw, err, term, started)
+	}
+	log := newLogger(cfg, term)
+	for _, w := range cfg.warnings {
+		log.Warn().Msg(w)
+	}
 	prof, err := startProfiles(cfg.cpuProfile, cfg.memProfile)
 	if err != nil {
-		fmt.Fprintf(stderr, "tvm2kafka run: configuration error:\n%v\n", err)
-		return exitUsage
+		return configError(raw, err, term, started)
 	}
 	defer prof.stop(log)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := runEnv{progress: newProgress(stderr, 10*time.Second)}
-	_, code = snapshot(ctx, cfg, env, log)
+	_, code := snapshot(ctx, cfg, runEnv{progress: newProgress(term, 10*time.Second)}, log)
 	return code
+}
+
+// configError reports a configuration error (exit 2) in the configured
+// log format (json unless LOG_FORMAT=console), with the summary line that
+// ends every run, before any network call.
+func configError(raw rawValues, err error, out io.Writer, started time.Time) int {
+	if raw == nil {
+		raw = defaultValues()
+	}
+	log := fallbackLogger(raw, out)
+	if fallbackFormat(raw) == "console" {
+		fmt.Fprintf(out, "tvm2kafka run: configuration error:\n%v\n(see tvm2kafka run --help)\n", redactConfigError(raw, err))
+	} else {
+		log.Error().Str("error", redactConfigError(raw, err)).Msg("configuration error")
+	}
+	s := newSummary(raw["KAFKA_TOPIC"], raw["TVM2KAFKA_DRY_RUN"] == "true")
+	s.started = started
+	s.end(log, exitUsage, err)
+	return exitUsage
 }
 
 // runEnv is what differs between `run` and `demo`.
@@ -105,11 +108,19 @@ type runEnv struct {
 }
 
 // snapshot takes one snapshot as configured: the code path of both `run`
-// and `demo`. It returns the result and the exit status.
-func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) (producer.Result, int) {
-	started := time.Now()
+// and `demo`. It returns the result and the exit status, and ends with
+// the run's summary line, whatever happens.
+func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) (res producer.Result, code int) {
 	runID := newRunID()
 	log = log.With().Str("run_id", runID).Logger()
+	sum := newSummary(cfg.kafka.Topic, cfg.dryRun)
+	var runErr error
+	defer func() { sum.res = res; sum.end(log, code, runErr) }()
+	fail := func(err error, msg string) (producer.Result, int) {
+		log.Error().Err(err).Msg(msg)
+		runErr = err
+		return producer.Result{}, exitFailed
+	}
 
 	httpc := env.httpClient
 	if httpc == nil {
@@ -119,8 +130,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	cred.HTTPClient = httpc
 	tokens, kind, err := source.NewTokenSource(cred)
 	if err != nil {
-		log.Error().Err(err).Msg("credentials")
-		return producer.Result{}, exitFailed
+		return fail(err, "credentials")
 	}
 	exports, err := source.NewExportClient(source.ExportConfig{
 		BaseURL:       cfg.apiURL,
@@ -131,8 +141,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		Logger:        log,
 	})
 	if err != nil {
-		log.Error().Err(err).Msg("export client")
-		return producer.Result{}, exitFailed
+		return fail(err, "export client")
 	}
 
 	// Kafka first: a broker that cannot be reached must not cost one of
@@ -143,12 +152,19 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	)
 	if cfg.dryRun {
 		pub, partitions, dlqPartitions = producer.Discard(), cfg.kafka.TopicPartitions, cfg.kafka.TopicPartitions
-		log.Warn().Msg("dry run: nothing is published")
+		log.Warn().Int("partitions", partitions).Msg("dry run: records and markers are built and counted, then discarded; nothing is published and no broker is contacted")
 	} else {
-		k, err := producer.NewKafka(cfg.kafka, log)
+		kcfg := cfg.kafka
+		if kcfg.SASLMechanism == producer.SASLOAuthBearer {
+			kts, err := source.ForScope(tokens, cfg.kafkaScope, "KAFKA_OAUTH_SCOPE")
+			if err != nil {
+				return fail(err, "kafka")
+			}
+			kcfg.OAuthToken, kcfg.OAuthScope = kts.TokenExpiry, cfg.kafkaScope
+		}
+		k, err := producer.NewKafka(kcfg, log)
 		if err != nil {
-			log.Error().Err(err).Msg("kafka")
-			return producer.Result{}, exitFailed
+			return fail(err, "kafka")
 		}
 		defer k.Close()
 		tctx, cancel := context.WithTimeout(ctx, 45*time.Second)
@@ -158,7 +174,11 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		}
 		cancel()
 		if err != nil {
+			if host, ok := source.NoSuchHost(err); ok {
+				err = fmt.Errorf("KAFKA_BROKERS: the broker host %s does not exist (DNS: no such host): %w", host, err)
+			}
 			log.Error().Err(err).Strs("brokers", cfg.kafka.Brokers).Msg("kafka: cannot use the topic; nothing was published")
+			runErr = err
 			return producer.Result{}, exitFailed
 		}
 		log.Info().Str("topic", cfg.kafka.Topic).Int("partitions", n).Bool("created", created).Msg("kafka topic ready")
@@ -168,9 +188,9 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	log.Info().Str("auth", kind).Str("api", cfg.apiURL).Msg("requesting export")
 	manifest, err := exports.Manifest(ctx)
 	if err != nil {
-		log.Error().Err(err).Msg("export API: no snapshot taken, no marker written")
-		return producer.Result{}, exitFailed
+		return fail(err, "export API: no snapshot taken, no marker written")
 	}
+	sum.generatedTime, sum.parts = manifest.GeneratedTime, len(manifest.Parts)
 
 	blobs := source.NewBlobs(source.BlobConfig{
 		HTTPClient:    httpc,
@@ -179,6 +199,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		MaxElapsed:    cfg.retryMax,
 		Logger:        log,
 	})
+	sum.bytesIn = blobs.BytesDownloaded
 	snap, err := producer.NewSnapshot(producer.SnapshotConfig{
 		Manifest:        manifest,
 		Topic:           cfg.kafka.Topic,
@@ -193,35 +214,67 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		Logger:          log,
 	}, blobs, pub)
 	if err != nil {
-		log.Error().Err(err).Msg("snapshot")
-		return producer.Result{}, exitFailed
+		return fail(err, "snapshot")
 	}
 
 	stopProgress := env.progress.start(snap, blobs, log)
-	res, err := snap.Run(ctx)
+	res, err = snap.Run(ctx)
 	stopProgress()
-
-	elapsed := time.Since(started)
-	secs := elapsed.Seconds()
-	ev := log.Info()
 	if err != nil {
-		ev = log.Error().Err(err)
-	}
-	ev.Bool("complete", err == nil).
-		Int64("records", res.Records).
-		Int64("rejected", res.Rejected).
-		Int("parts", len(manifest.Parts)).
-		Int64("bytes_in", blobs.BytesDownloaded()).
-		Int64("bytes_out", res.LineBytes).
-		Str("duration", elapsed.Round(time.Millisecond).String()).
-		Float64("records_per_s", round1(float64(res.Records)/secs)).
-		Float64("mb_per_s", round1(float64(res.LineBytes)/1e6/secs)).
-		Float64("peak_rss_mb", round1(float64(peakRSS())/1e6)).
-		Msg("snapshot summary")
-	if err != nil {
+		runErr = err
 		return res, exitFailed
 	}
 	return res, exitOK
+}
+
+// summary is the content of the one `snapshot summary` line that ends
+// every run, complete or not, from a configuration error on.
+type summary struct {
+	started       time.Time
+	topic         string
+	dryRun        bool
+	generatedTime string // "" until the export API answered
+	parts         int
+	bytesIn       func() int64 // nil until blobs are read
+	res           producer.Result
+}
+
+func newSummary(topic string, dryRun bool) *summary {
+	return &summary{started: time.Now(), topic: topic, dryRun: dryRun}
+}
+
+// end writes the summary line: info for exit status 0, error otherwise.
+// complete is true only when snapshot-end was written on every partition
+// (never in a dry run, which publishes nothing).
+func (s *summary) end(log zerolog.Logger, code int, err error) {
+	elapsed := time.Since(s.started)
+	secs := elapsed.Seconds()
+	var in int64
+	if s.bytesIn != nil {
+		in = s.bytesIn()
+	}
+	ev := log.Info()
+	if code != exitOK {
+		ev = log.Error()
+		if err != nil {
+			ev = ev.Err(err)
+		}
+	}
+	ev.Bool("complete", code == exitOK && !s.dryRun).
+		Bool("dry_run", s.dryRun).
+		Int("exit_code", code).
+		Str("topic", s.topic).
+		Str("generated_time", s.generatedTime).
+		Int64("records", s.res.Records).
+		Int64("rejected", s.res.Rejected).
+		Int("parts", s.parts).
+		Int64("bytes_in", in).
+		Int64("bytes_out", s.res.LineBytes).
+		Dur("duration", elapsed).
+		Float64("records_per_s", round1(float64(s.res.Records)/secs)).
+		Float64("mb_per_s", round1(float64(s.res.LineBytes)/1e6/secs)).
+		Float64("peak_rss_mb", round1(float64(peakRSS())/1e6)).
+		Msg("snapshot summary")
 }
 
 func round1(f float64) float64 {

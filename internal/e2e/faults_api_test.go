@@ -21,8 +21,8 @@ import (
 )
 
 // Faults at the HTTP layer (Defender API, blob storage) and SIGTERM,
-// against the built binary, the real broker and Azurite (issue 4 §1–3, 6,
-// 7; contract §5). Every test also asserts, through w.run / w.wait, that
+// against the built binary, the real broker and Azurite (README "Failure
+// handling"). Every test also asserts, through w.run / w.wait, that
 // nothing secret reached stdout or stderr.
 
 // ---------------------------------------------------------------- helpers
