@@ -107,7 +107,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(cfg, stderr)
-	res, code := snapshot(ctx, cfg, runEnv{progress: newProgress(stderr, 10*time.Second)}, log)
+	out := snapshot(ctx, cfg, runEnv{command: "demo", progress: newProgress(stderr, 10*time.Second)}, log)
+	res, code := out.res, out.code
 
 	// Read the topic back as a consumer would, with another client.
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)

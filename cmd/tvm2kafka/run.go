@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/schema"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
 
@@ -24,9 +25,12 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `tvm2kafka streams Microsoft Defender Vulnerability Management exports into Kafka.
 
 Usage:
-  tvm2kafka run  [flags]   take one snapshot of the export and publish it, then exit
-  tvm2kafka demo [flags]   the same pipeline against an embedded broker, Defender API and
+  tvm2kafka run   [flags]  take one snapshot of the export and publish it, then exit
+  tvm2kafka serve [flags]  take a snapshot at start and then every TVM2KAFKA_INTERVAL, with an
+                           HTTP endpoint for Prometheus (/metrics) and probes (/healthz, /readyz)
+  tvm2kafka demo  [flags]  the same pipeline against an embedded broker, Defender API and
                            blob store with a synthetic export; reads the topic back and verifies it
+  tvm2kafka version        the version, the Go version and the commit
   tvm2kafka help           this text; "tvm2kafka run --help" lists every setting
 
 Exit status: 0 snapshot complete, 1 snapshot failed (abort markers written where start
@@ -43,8 +47,12 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 	switch args[0] {
 	case "run":
 		return cmdRun(ctx, args[1:], lookup, stderr)
+	case "serve":
+		return cmdServe(ctx, args[1:], lookup, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		printUsage(stdout)
 		printRunUsage(stdout)
@@ -57,7 +65,15 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 
 // loadConfig parses flags and environment into a validated config.
 func loadConfig(args []string, lookup lookupFunc, stderr io.Writer) (*config, int) {
-	fs, vals := newFlagSet("run", stderr)
+	return loadCommandConfig("run", args, lookup, stderr)
+}
+
+// loadCommandConfig is loadConfig for the command name (run, serve).
+func loadCommandConfig(name string, args []string, lookup lookupFunc, stderr io.Writer) (*config, int) {
+	fs, vals := newFlagSet(name, stderr)
+	if name == "serve" {
+		fs.Usage = func() { printServeUsage(stderr) }
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, exitOK
@@ -65,7 +81,7 @@ func loadConfig(args []string, lookup lookupFunc, stderr io.Writer) (*config, in
 		return nil, exitUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tvm2kafka run: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "tvm2kafka %s: unexpected argument %q\n", name, fs.Arg(0))
 		return nil, exitUsage
 	}
 	raw, err := resolve(fs, vals, lookup)
@@ -75,7 +91,7 @@ func loadConfig(args []string, lookup lookupFunc, stderr io.Writer) (*config, in
 			return cfg, exitOK
 		}
 	}
-	fmt.Fprintf(stderr, "tvm2kafka run: configuration error:\n%v\n(see tvm2kafka run --help)\n", err)
+	fmt.Fprintf(stderr, "tvm2kafka %s: configuration error:\n%v\n(see tvm2kafka %s --help)\n", name, err, name)
 	return nil, exitUsage
 }
 
@@ -91,25 +107,75 @@ func cmdRun(ctx context.Context, args []string, lookup lookupFunc, stderr io.Wri
 		return exitUsage
 	}
 	defer prof.stop(log)
+	applyMemoryLimit(cfg.res, log)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := runEnv{progress: newProgress(stderr, 10*time.Second)}
-	_, code = snapshot(ctx, cfg, env, log)
-	return code
+	env := runEnv{command: "run", progress: newProgress(stderr, 10*time.Second)}
+	return snapshot(ctx, cfg, env, log).code
 }
 
-// runEnv is what differs between `run` and `demo`.
+// runEnv is what differs between `run`, `serve` and `demo`.
 type runEnv struct {
+	command    string       // logged on a run's first line
 	httpClient *http.Client // nil: a proxy-aware default
 	progress   *progress    // nil: none
+	// limiter is the export API's rate limiter; nil: one for this run
+	// only. serve passes one for the whole process.
+	limiter *source.RateLimiter
+	// exportAnswer, when set, is told the status code of every answer
+	// of the export API ("error" when there was none).
+	exportAnswer func(code string)
 }
 
-// snapshot takes one snapshot as configured: the code path of both `run`
-// and `demo`. It returns the result and the exit status.
-func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) (producer.Result, int) {
-	started := time.Now()
+// Results of a run: the summary line's result and the result label of
+// tvm2kafka_snapshots_total.
+const (
+	resultComplete  = "complete"  // snapshot-end written on every partition
+	resultAborted   = "aborted"   // snapshot-abort written after snapshot-start
+	resultFailed    = "failed"    // failed before any marker was written
+	resultUnchanged = "unchanged" // the topic already ends with this export
+	resultSkipped   = "skipped"   // another run is publishing (lease)
+)
+
+// outcome is how one run ended.
+type outcome struct {
+	result string
+	code   int // exit status of `run`
+	err    error
+	res    producer.Result
+	// manifest is the export's answer (zero when the run ended before).
+	manifest schema.Manifest
+	// topicGeneratedTime is the generatedTime of the complete snapshot
+	// the topic ends with after this run, when the run found out: ""
+	// when unknown.
+	topicGeneratedTime string
+	started            time.Time
+	duration           time.Duration
+}
+
+// snapshot takes one snapshot as configured: the code path of `run`,
+// `serve` and `demo`. Every run ends with exactly one summary line.
+func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) (out outcome) {
+	out.started = time.Now()
 	runID := newRunID()
+	out.res.RunID = runID
 	log = log.With().Str("run_id", runID).Logger()
+	logStart(log, cfg, env.command, "snapshot starting")
+
+	var bytesIn func() int64
+	defer func() {
+		out.duration = time.Since(out.started)
+		var in int64
+		if bytesIn != nil {
+			in = bytesIn()
+		}
+		logSummary(log, cfg, out, in)
+	}()
+	fail := func(err error, msg string) outcome {
+		log.Error().Err(err).Msg(msg)
+		out.result, out.code, out.err = resultFailed, exitFailed, err
+		return out
+	}
 
 	httpc := env.httpClient
 	if httpc == nil {
@@ -119,20 +185,23 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	cred.HTTPClient = httpc
 	tokens, kind, err := source.NewTokenSource(cred)
 	if err != nil {
-		log.Error().Err(err).Msg("credentials")
-		return producer.Result{}, exitFailed
+		return fail(err, "credentials")
+	}
+	apiClient := httpc
+	if env.exportAnswer != nil {
+		apiClient = &http.Client{Transport: &answerCounter{base: httpc.Transport, count: env.exportAnswer}, Timeout: httpc.Timeout}
 	}
 	exports, err := source.NewExportClient(source.ExportConfig{
 		BaseURL:       cfg.apiURL,
 		Export:        cfg.export,
 		SASValidHours: cfg.sasHours,
 		Tokens:        tokens,
-		HTTPClient:    httpc,
+		HTTPClient:    apiClient,
+		Limiter:       env.limiter,
 		Logger:        log,
 	})
 	if err != nil {
-		log.Error().Err(err).Msg("export client")
-		return producer.Result{}, exitFailed
+		return fail(err, "export client")
 	}
 
 	// Kafka first: a broker that cannot be reached must not cost one of
@@ -140,15 +209,15 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	var (
 		w          producer.MessageWriter
 		partitions int
+		k          *producer.Kafka
 	)
 	if cfg.dryRun {
 		w, partitions = producer.Discard(), cfg.kafka.TopicPartitions
 		log.Warn().Msg("dry run: nothing is published")
 	} else {
-		k, err := producer.NewKafka(cfg.kafka, log)
+		k, err = producer.NewKafka(cfg.kafka, log)
 		if err != nil {
-			log.Error().Err(err).Msg("kafka")
-			return producer.Result{}, exitFailed
+			return fail(err, "kafka")
 		}
 		defer k.Close()
 		tctx, cancel := context.WithTimeout(ctx, 45*time.Second)
@@ -159,7 +228,8 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		cancel()
 		if err != nil {
 			log.Error().Err(err).Strs("brokers", cfg.kafka.Brokers).Msg("kafka: cannot use the topic; nothing was published")
-			return producer.Result{}, exitFailed
+			out.result, out.code, out.err = resultFailed, exitFailed, err
+			return out
 		}
 		log.Info().Str("topic", cfg.kafka.Topic).Int("partitions", n).Bool("created", created).Msg("kafka topic ready")
 		w, partitions = k.Writer(), n
@@ -168,8 +238,16 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	log.Info().Str("auth", kind).Str("api", cfg.apiURL).Msg("requesting export")
 	manifest, err := exports.Manifest(ctx)
 	if err != nil {
-		log.Error().Err(err).Msg("export API: no snapshot taken, no marker written")
-		return producer.Result{}, exitFailed
+		return fail(err, "export API: no snapshot taken, no marker written")
+	}
+	out.manifest = manifest
+
+	// The tail of the topic decides whether this export is published
+	// (README, "Unchanged exports and concurrent runs").
+	if k != nil {
+		if done := checkTail(ctx, k, cfg, manifest, partitions, log, &out); done {
+			return out
+		}
 	}
 
 	blobs := source.NewBlobs(source.BlobConfig{
@@ -192,35 +270,105 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		Logger:          log,
 	}, blobs, w)
 	if err != nil {
-		log.Error().Err(err).Msg("snapshot")
-		return producer.Result{}, exitFailed
+		return fail(err, "snapshot")
 	}
+	bytesIn = blobs.BytesDownloaded
 
 	stopProgress := env.progress.start(snap, blobs, log)
 	res, err := snap.Run(ctx)
 	stopProgress()
-
-	elapsed := time.Since(started)
-	secs := elapsed.Seconds()
-	ev := log.Info()
-	if err != nil {
-		ev = log.Error().Err(err)
+	out.res = res
+	switch {
+	case err == nil:
+		out.result, out.code = resultComplete, exitOK
+		if !cfg.dryRun {
+			out.topicGeneratedTime = manifest.GeneratedTime
+		}
+	case res.Aborted:
+		out.result, out.code, out.err = resultAborted, exitFailed, err
+	default:
+		out.result, out.code, out.err = resultFailed, exitFailed, err
 	}
-	ev.Bool("complete", err == nil).
+	return out
+}
+
+// checkTail reads the newest message of every partition and applies the
+// rules for unchanged exports and concurrent runs. It reports done when
+// the run must not publish; out then holds the result.
+func checkTail(ctx context.Context, k *producer.Kafka, cfg *config, m schema.Manifest, partitions int, log zerolog.Logger, out *outcome) (done bool) {
+	began := time.Now()
+	tail, err := k.Tail(ctx, cfg.kafka.Topic, partitions)
+	if err != nil {
+		log.Error().Err(err).Msg("kafka: cannot read the newest message of every partition; nothing was published")
+		out.result, out.code, out.err = resultFailed, exitFailed, err
+		return true
+	}
+	log.Debug().Int("partitions", partitions).Int("fetches", tail.Fetches).Int("records_decoded", tail.Records).
+		Dur("took", time.Since(began)).Msg("topic tail read")
+	if _, gen, ok := tail.Complete(); ok {
+		out.topicGeneratedTime = gen
+	}
+	now := time.Now()
+	v := decide(tail, m, now, cfg.lease, cfg.force)
+	for _, d := range v.dead {
+		log.Warn().Str("other_run_id", d.RunID).Time("other_last_write", d.LastWrite).Ints("partitions", d.Partitions).
+			Str("lease", cfg.lease.String()).Msg("an unfinished run's lease has expired: treating it as dead")
+	}
+	switch {
+	case v.unchanged && !cfg.force:
+		log.Info().Str("export", m.Export).Str("generated_time", m.GeneratedTime).Str("topic", cfg.kafka.Topic).
+			Int("partitions", partitions).Msg("snapshot unchanged")
+		out.result, out.code = resultUnchanged, exitOK
+		return true
+	case v.live != nil && !cfg.force:
+		err := &leaseError{run: *v.live, topic: cfg.kafka.Topic, age: now.Sub(v.live.LastWrite), lease: cfg.lease}
+		log.Error().Str("other_run_id", v.live.RunID).Time("other_last_write", v.live.LastWrite).Ints("partitions", v.live.Partitions).
+			Str("lease", cfg.lease.String()).Msg("another run is publishing to the topic; nothing published")
+		out.result, out.code, out.err = resultSkipped, exitFailed, err
+		return true
+	case v.unchanged:
+		log.Info().Str("generated_time", m.GeneratedTime).Msg("export unchanged; publishing it again (TVM2KAFKA_FORCE)")
+	case v.live != nil:
+		log.Warn().Str("other_run_id", v.live.RunID).Time("other_last_write", v.live.LastWrite).
+			Msg("another run is publishing to the topic; publishing anyway (TVM2KAFKA_FORCE)")
+	}
+	return false
+}
+
+// logStart writes the first log line of a run or of serve: the version
+// and the effective settings, secrets redacted.
+func logStart(log zerolog.Logger, cfg *config, command, msg string) {
+	v := currentVersion()
+	log.Info().Str("version", v.Version).Str("go_version", v.GoVersion).Str("revision", v.Revision).
+		Str("command", command).Interface("settings", cfg.effective).
+		Int("workers", cfg.workers).Bool("workers_auto", cfg.workersAuto).Int("gomaxprocs", cfg.res.procs).
+		Int64("memory_limit_bytes", cfg.res.memoryLimit()).Msg(msg)
+}
+
+// logSummary writes the one summary line that ends every run.
+func logSummary(log zerolog.Logger, cfg *config, out outcome, bytesIn int64) {
+	secs := out.duration.Seconds()
+	res := out.res
+	ev := log.Info()
+	if out.err != nil {
+		ev = log.Error().Err(out.err)
+	}
+	ev.Str("result", out.result).
+		Bool("complete", out.result == resultComplete).
+		Bool("unchanged", out.result == resultUnchanged).
+		Str("generated_time", out.manifest.GeneratedTime).
+		Str("topic", cfg.kafka.Topic).
+		Bool("dry_run", cfg.dryRun).
 		Int64("records", res.Records).
 		Int64("rejected", res.Rejected).
-		Int("parts", len(manifest.Parts)).
-		Int64("bytes_in", blobs.BytesDownloaded()).
+		Int("parts", len(out.manifest.Parts)).
+		Int64("bytes_in", bytesIn).
 		Int64("bytes_out", res.LineBytes).
-		Str("duration", elapsed.Round(time.Millisecond).String()).
+		Str("duration", out.duration.Round(time.Millisecond).String()).
 		Float64("records_per_s", round1(float64(res.Records)/secs)).
 		Float64("mb_per_s", round1(float64(res.LineBytes)/1e6/secs)).
 		Float64("peak_rss_mb", round1(float64(peakRSS())/1e6)).
 		Msg("snapshot summary")
-	if err != nil {
-		return res, exitFailed
-	}
-	return res, exitOK
 }
 
 func round1(f float64) float64 {

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tvm2kafka/tvm2kafka/source"
+)
+
+// minQuietInterval is the shortest TVM2KAFKA_INTERVAL that stays within
+// the export API's 20 calls an hour when every run makes one call.
+const minQuietInterval = 3 * time.Minute
+
+func printServeUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: tvm2kafka serve [flags]")
+	fmt.Fprintln(w, "\nTakes a snapshot at start and then every TVM2KAFKA_INTERVAL (with a jitter of up to 10 %),")
+	fmt.Fprintln(w, "skipping unchanged exports, and serves /metrics, /healthz and /readyz on TVM2KAFKA_HTTP_ADDR.")
+	fmt.Fprintln(w, "SIGTERM or SIGINT between runs: exit 0 at once; during a run: snapshot-abort, then exit 0.")
+	fmt.Fprintln(w, "It takes the same settings as run:")
+	fmt.Fprintln(w)
+	printRunUsage(w)
+}
+
+// cmdServe runs snapshots on a schedule until SIGTERM or SIGINT.
+func cmdServe(ctx context.Context, args []string, lookup lookupFunc, stderr io.Writer) int {
+	cfg, code := loadCommandConfig("serve", args, lookup, stderr)
+	if cfg == nil {
+		return code
+	}
+	// Binding the address is local: an address that cannot be bound is
+	// bad configuration, reported before any network call.
+	ln, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "tvm2kafka serve: configuration error:\nTVM2KAFKA_HTTP_ADDR: cannot listen on %q: %v\n(see tvm2kafka serve --help)\n", cfg.httpAddr, err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stderr)
+	applyMemoryLimit(cfg.res, log)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sigctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// After the first signal a second one ends the process at once.
+	context.AfterFunc(sigctx, stop)
+
+	s := &server{cfg: cfg, log: log, metrics: newMetrics(cfg.interval), ready: &readiness{}, progress: newProgress(stderr, 10*time.Second)}
+	return s.run(sigctx, ln, cancel)
+}
+
+// server is one `tvm2kafka serve` process.
+type server struct {
+	cfg      *config
+	log      zerolog.Logger
+	metrics  *metrics
+	ready    *readiness
+	progress *progress
+}
+
+func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCauseFunc) int {
+	logStart(s.log.With().Str("http_addr", ln.Addr().String()).Str("interval", s.cfg.interval.String()).Logger(),
+		s.cfg, "serve", "serve starting")
+	if s.cfg.interval < minQuietInterval {
+		s.log.Warn().Str("interval", s.cfg.interval.String()).
+			Msg("TVM2KAFKA_INTERVAL is below 3m: the export API allows 20 calls an hour, runs will wait for the rate limiter")
+	}
+
+	httpSrv := &http.Server{
+		Handler:           s.metrics.handler(s.ready, s.cfg.secretsSeen),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	httpErr := make(chan error, 1)
+	go func() {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			httpErr <- err
+			fail(err) // a run in progress aborts
+		}
+	}()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("http endpoint listening")
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = httpSrv.Shutdown(sctx)
+	}()
+
+	// One limiter for the process: the export API's limits hold across runs.
+	env := runEnv{
+		command:      "serve",
+		progress:     s.progress,
+		limiter:      source.NewRateLimiter(nil, source.ExportLimits()...),
+		exportAnswer: s.metrics.exportAnswer,
+	}
+	for {
+		s.metrics.begin()
+		out := snapshot(ctx, s.cfg, env, s.log)
+		s.metrics.observe(out, time.Now())
+		s.ready.observe(out)
+		if ctx.Err() != nil {
+			break
+		}
+		next := out.started.Add(s.cfg.interval + jitter(s.cfg.interval))
+		s.log.Info().Time("next_run", next).Str("last_result", out.result).Msg("next snapshot scheduled")
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	select {
+	case err := <-httpErr:
+		s.log.Error().Err(err).Msg("http endpoint failed; serve stopped")
+		return exitFailed
+	default:
+	}
+	s.log.Info().Msg("serve stopped by signal")
+	return exitOK
+}
+
+// jitter is a random delay of up to a tenth of interval.
+func jitter(interval time.Duration) time.Duration {
+	n := int64(interval / 10)
+	if n <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(n + 1))
+}
