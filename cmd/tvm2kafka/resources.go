@@ -14,10 +14,11 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Memory a run needs, measured with bench/run.sh at 1–32 workers (README,
-// "Memory and workers"): peak RSS grows by about 11 MB per worker on top of
-// about 30 MB. The figures below keep a margin over the measurements so
-// that a run sized from them stays under the container's limit.
+// Memory a run needs, measured with bench/workers.sh at 1–32 workers
+// (README, "Memory and workers"): peak RSS is 37 MB with one worker and
+// grows by 11–15 MB per worker. The figures below keep a margin over the
+// measurements so that a run sized from them stays under the container's
+// limit.
 const (
 	// memPerWorker is the budget of one worker (part in flight).
 	memPerWorker = 16 << 20
