@@ -33,8 +33,9 @@ Usage:
   tvm2kafka version        the version, the Go version and the commit
   tvm2kafka help           this text; "tvm2kafka run --help" lists every setting
 
-Exit status: 0 snapshot complete, 1 snapshot failed (abort markers written where start
-markers were), 2 bad configuration or usage (reported before any network call).
+Exit status: 0 snapshot complete or export unchanged, 1 snapshot failed (abort markers
+written where start markers were) or another run is publishing, 2 bad configuration or
+usage (reported before any network call). serve exits 0 on SIGTERM/SIGINT.
 `)
 }
 
