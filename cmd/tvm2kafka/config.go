@@ -208,6 +208,10 @@ type config struct {
 	// was derived from res (see resources.go).
 	workersAuto bool
 	res         resources
+	// goMemLimit is the runtime's soft memory limit in force (0 = none);
+	// goMemLimitSet tells that tvm2kafka set it from the container's.
+	goMemLimit    int64
+	goMemLimitSet bool
 	// effective is every setting's value as used, secrets redacted: the
 	// first log line of every run carries it.
 	effective map[string]string

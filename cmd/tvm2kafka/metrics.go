@@ -59,6 +59,7 @@ func newMetrics(interval time.Duration) *metrics {
 		Name: "tvm2kafka_export_api_requests_total",
 		Help: "HTTP requests to the Defender export API by status code (\"error\" when no answer came).",
 	}, []string{"code"})
+	m.apiRequests.WithLabelValues("200") // present from the start
 	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tvm2kafka_snapshot_duration_seconds",
 		Help:    "Duration of the runs that published a complete snapshot, from start to the last snapshot-end.",

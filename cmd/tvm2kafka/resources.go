@@ -10,8 +10,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-
-	"github.com/rs/zerolog"
 )
 
 // Memory a run needs, measured with bench/workers.sh at 1–32 workers
@@ -153,16 +151,16 @@ func hasController(list, name string) bool {
 // applyMemoryLimit sets the runtime's soft memory limit to 90 % of the
 // container's when GOMEMLIMIT is not set, so that the garbage collector
 // works harder before the kernel's OOM killer ends the run without a
-// snapshot-abort. It returns the limit in force (0 = none).
-func applyMemoryLimit(r resources, log zerolog.Logger) int64 {
+// snapshot-abort. It returns the limit in force (0 = none) and whether it
+// set it; the first log line of a run shows both.
+func applyMemoryLimit(r resources) (limit int64, set bool) {
 	if r.goMemLimit > 0 {
-		return r.goMemLimit
+		return r.goMemLimit, false
 	}
 	if r.cgroupMemory <= 0 {
-		return 0
+		return 0, false
 	}
 	lim := int64(float64(r.cgroupMemory) * goMemLimitShare)
 	debug.SetMemoryLimit(lim)
-	log.Debug().Int64("gomemlimit", lim).Int64("cgroup_memory_max", r.cgroupMemory).Msg("GOMEMLIMIT set from the container's memory limit")
-	return lim
+	return lim, true
 }

@@ -108,7 +108,7 @@ func cmdRun(ctx context.Context, args []string, lookup lookupFunc, stderr io.Wri
 		return exitUsage
 	}
 	defer prof.stop(log)
-	applyMemoryLimit(cfg.res, log)
+	cfg.goMemLimit, cfg.goMemLimitSet = applyMemoryLimit(cfg.res)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := runEnv{command: "run", progress: newProgress(stderr, 10*time.Second)}
@@ -343,7 +343,8 @@ func logStart(log zerolog.Logger, cfg *config, command, msg string) {
 	log.Info().Str("version", v.Version).Str("go_version", v.GoVersion).Str("revision", v.Revision).
 		Str("command", command).Interface("settings", cfg.effective).
 		Int("workers", cfg.workers).Bool("workers_auto", cfg.workersAuto).Int("gomaxprocs", cfg.res.procs).
-		Int64("memory_limit_bytes", cfg.res.memoryLimit()).Msg(msg)
+		Int64("memory_limit_bytes", cfg.res.memoryLimit()).
+		Int64("gomemlimit_bytes", cfg.goMemLimit).Bool("gomemlimit_from_container", cfg.goMemLimitSet).Msg(msg)
 }
 
 // logSummary writes the one summary line that ends every run.

@@ -46,7 +46,7 @@ func cmdServe(ctx context.Context, args []string, lookup lookupFunc, stderr io.W
 		return exitUsage
 	}
 	log := newLogger(cfg, stderr)
-	applyMemoryLimit(cfg.res, log)
+	cfg.goMemLimit, cfg.goMemLimitSet = applyMemoryLimit(cfg.res)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -429,5 +430,23 @@ func TestAnswerCounter(t *testing.T) {
 	}
 	if !slices.Equal(codes, []string{"200", "429", "error"}) {
 		t.Fatalf("codes %v", codes)
+	}
+}
+
+func TestApplyMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prev)
+	if lim, set := applyMemoryLimit(resources{}); lim != 0 || set {
+		t.Fatalf("no limits: %d %v", lim, set)
+	}
+	if lim, set := applyMemoryLimit(resources{goMemLimit: 300 << 20, cgroupMemory: 1 << 30}); lim != 300<<20 || set {
+		t.Fatalf("GOMEMLIMIT given: %d %v, want it kept", lim, set)
+	}
+	if debug.SetMemoryLimit(-1) != prev {
+		t.Fatal("a given GOMEMLIMIT was changed")
+	}
+	lim, set := applyMemoryLimit(resources{cgroupMemory: 1 << 30})
+	if !set || lim != int64(0.9*float64(1<<30)) || debug.SetMemoryLimit(-1) != lim {
+		t.Fatalf("container limit 1 GiB: GOMEMLIMIT %d (set %v), runtime %d", lim, set, debug.SetMemoryLimit(-1))
 	}
 }
