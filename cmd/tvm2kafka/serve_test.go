@@ -445,8 +445,9 @@ func TestApplyMemoryLimit(t *testing.T) {
 	if debug.SetMemoryLimit(-1) != prev {
 		t.Fatal("a given GOMEMLIMIT was changed")
 	}
-	lim, set := applyMemoryLimit(resources{cgroupMemory: 1 << 30})
-	if !set || lim != int64(0.9*float64(1<<30)) || debug.SetMemoryLimit(-1) != lim {
+	gib := int64(1 << 30)
+	lim, set := applyMemoryLimit(resources{cgroupMemory: gib})
+	if !set || lim != gib*9/10 || debug.SetMemoryLimit(-1) != lim {
 		t.Fatalf("container limit 1 GiB: GOMEMLIMIT %d (set %v), runtime %d", lim, set, debug.SetMemoryLimit(-1))
 	}
 }
