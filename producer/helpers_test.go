@@ -34,13 +34,6 @@ func recordLine(part, i int) string {
 		id, part, i, i%7)
 }
 
-// testPart is the content of one part file and what the test expects.
-type testPart struct {
-	content  string
-	records  map[int64]string // line number -> value
-	rejected map[int64]string // line number -> raw line ("" for TooLong)
-}
-
 // newManifest makes a manifest of n parts with realistic blob URLs.
 func newManifest(t testing.TB, n int) schema.Manifest {
 	t.Helper()
@@ -75,12 +68,6 @@ func (m *memParts) OpenPart(_ context.Context, p schema.Part) (io.ReadCloser, er
 		return nil, fmt.Errorf("no part %d", p.Index)
 	}
 	return io.NopCloser(strings.NewReader(d)), nil
-}
-
-func (m *memParts) openCount(i int) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.opened[i]
 }
 
 // newCluster starts an in-process broker.
@@ -156,7 +143,7 @@ func readTopic(t testing.TB, addrs []string, topic string) []*kgo.Record {
 	return out
 }
 
-func header(r *kgo.Record, key string) (string, bool) {
+func recHeader(r *kgo.Record, key string) (string, bool) {
 	for _, h := range r.Headers {
 		if h.Key == key {
 			return string(h.Value), true
@@ -185,7 +172,7 @@ func decodeMarker(t testing.TB, r *kgo.Record) schema.Marker {
 	if err := dec.Decode(&m); err != nil {
 		t.Fatalf("marker value %s: %v", r.Value, err)
 	}
-	kind, _ := header(r, schema.HeaderMarker)
+	kind, _ := recHeader(r, schema.HeaderMarker)
 	if kind != string(m.Marker) {
 		t.Fatalf("marker header %q != value marker %q", kind, m.Marker)
 	}

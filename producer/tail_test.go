@@ -170,7 +170,7 @@ func TestTailAfterASnapshotIsUnchanged(t *testing.T) {
 		contents[pi] = s
 	}
 	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-1", Workers: 2, Logger: zerolog.Nop()},
-		newMemParts(contents), k.Writer())
+		newMemParts(contents), k)
 	if err != nil {
 		t.Fatal(err)
 	}
