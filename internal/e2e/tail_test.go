@@ -58,7 +58,7 @@ func TestTailCheckOnALargeTopic(t *testing.T) {
 		for i := range records {
 			id := fmt.Sprintf("%040x", s*records+i)
 			cl.Produce(ctx, &kgo.Record{Partition: int32(i % partitions), Key: []byte(id),
-				Value: []byte(`{"DeviceId":"` + id + `","DeviceName":"host.contoso.com","OsPlatform":"Windows11"}`),
+				Value:   []byte(`{"DeviceId":"` + id + `","DeviceName":"host.contoso.com","OsPlatform":"Windows11"}`),
 				Headers: []kgo.RecordHeader{{Key: schema.HeaderRunID, Value: []byte(run)}, {Key: schema.HeaderGeneratedTime, Value: []byte(gen)}},
 			}, func(_ *kgo.Record, err error) {
 				if err != nil {
