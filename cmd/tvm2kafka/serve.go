@@ -109,7 +109,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCa
 		if ctx.Err() != nil {
 			break
 		}
-		next := out.started.Add(s.cfg.interval + jitter(s.cfg.interval))
+		next := nextRun(out, s.cfg.interval, jitter(s.cfg.interval))
 		s.log.Info().Time("next_run", next).Str("last_result", out.result).Msg("next snapshot scheduled")
 		t := time.NewTimer(time.Until(next))
 		select {
@@ -129,6 +129,21 @@ func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCa
 	}
 	s.log.Info().Msg("serve stopped by signal")
 	return exitOK
+}
+
+// nextRun is when the run after out starts: interval (plus jitter) after
+// out started; but a run refused because another run held the lease tries
+// again as soon as that lease expires, if that is sooner — a predecessor
+// killed with SIGKILL must not delay the feed by a whole interval.
+func nextRun(out outcome, interval, jitter time.Duration) time.Time {
+	next := out.started.Add(interval + jitter)
+	var le *leaseError
+	if errors.As(out.err, &le) {
+		if expiry := le.run.LastWrite.Add(le.lease + time.Second); expiry.Before(next) {
+			next = expiry
+		}
+	}
+	return next
 }
 
 // jitter is a random delay of up to a tenth of interval.

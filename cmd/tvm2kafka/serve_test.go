@@ -451,3 +451,22 @@ func TestApplyMemoryLimit(t *testing.T) {
 		t.Fatalf("container limit 1 GiB: GOMEMLIMIT %d (set %v), runtime %d", lim, set, debug.SetMemoryLimit(-1))
 	}
 }
+
+func TestNextRun(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if got := nextRun(outcome{started: start, result: resultComplete}, time.Hour, time.Minute); !got.Equal(start.Add(61 * time.Minute)) {
+		t.Fatalf("after a complete run: %v", got)
+	}
+	if got := nextRun(outcome{started: start, result: resultFailed, err: errors.New("x")}, time.Hour, 0); !got.Equal(start.Add(time.Hour)) {
+		t.Fatalf("after a failed run: %v", got)
+	}
+	// Refused by a lease that expires in 10 minutes: retried then.
+	lease := &leaseError{run: producer.UnfinishedRun{RunID: "r", LastWrite: start.Add(-5 * time.Minute)}, lease: 15 * time.Minute}
+	if got := nextRun(outcome{started: start, result: resultSkipped, err: lease}, time.Hour, 0); !got.Equal(start.Add(10*time.Minute + time.Second)) {
+		t.Fatalf("after a lease refusal: %v", got)
+	}
+	// ... but never later than the interval.
+	if got := nextRun(outcome{started: start, result: resultSkipped, err: lease}, 5*time.Minute, 0); !got.Equal(start.Add(5 * time.Minute)) {
+		t.Fatalf("short interval after a lease refusal: %v", got)
+	}
+}
