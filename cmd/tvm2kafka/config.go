@@ -275,9 +275,7 @@ func parseConfig(v rawValues) (*config, error) {
 
 	// Pipeline.
 	c.res = detectResources()
-	if strings.TrimSpace(v["TVM2KAFKA_WORKERS"]) == "" {
-		c.workers, c.workersAuto = autoWorkers(c.res), true
-	} else {
+	if strings.TrimSpace(v["TVM2KAFKA_WORKERS"]) != "" {
 		c.workers = intVal("TVM2KAFKA_WORKERS", 1, 256)
 	}
 	c.dryRun = boolVal("TVM2KAFKA_DRY_RUN")
@@ -360,6 +358,9 @@ func parseConfig(v rawValues) (*config, error) {
 		bad("KAFKA_TOPIC_REPLICATION_FACTOR", "0 is not allowed; -1 means the broker's default")
 	}
 	k.MaxMessageBytes = intVal("KAFKA_MAX_MESSAGE_BYTES", 1024, 64<<20)
+	if c.workers == 0 {
+		c.workers, c.workersAuto = autoWorkers(c.res, k.MaxMessageBytes), true
+	}
 	k.SASLMechanism = strings.ToUpper(v["KAFKA_SASL_MECHANISM"])
 	k.SASLUsername = v["KAFKA_SASL_USERNAME"]
 	k.SASLPassword = v["KAFKA_SASL_PASSWORD"]

@@ -13,16 +13,19 @@ import (
 )
 
 // Memory a run needs, measured with bench/workers.sh at 1–32 workers
-// (README, "Memory and workers"): peak RSS is 37 MB with one worker and
-// grows by 11–15 MB per worker. The figures below keep a margin over the
-// measurements so that a run sized from them stays under the container's
-// limit.
+// (README, "Memory and workers"): peak RSS is about 51–57 MB whatever the
+// worker count — the per-partition batches, bounded to 32 MB for the whole
+// topic, dominate; a worker adds its gzip state, its blob stream and its
+// line buffer, which holds at most one line of KAFKA_MAX_MESSAGE_BYTES.
+// The budgets below cover that worst case with a margin, so that a run
+// sized from them stays under the container's limit.
 const (
-	// memPerWorker is the budget of one worker (part in flight).
-	memPerWorker = 16 << 20
-	// memBase is the budget of everything else (runtime, Kafka client,
-	// HTTP clients, buffers shared by the workers).
-	memBase = 48 << 20
+	// memPerWorkerBase plus the longest line is the budget of one worker
+	// (part in flight).
+	memPerWorkerBase = 3 << 20
+	// memBase is the budget of everything else (runtime, batches of every
+	// partition, Kafka and HTTP clients).
+	memBase = 64 << 20
 	// memBudgetShare is the share of the memory limit that workers are
 	// sized for; the rest is headroom for the garbage collector.
 	memBudgetShare = 0.8
@@ -59,11 +62,12 @@ func (r resources) memoryLimit() int64 {
 }
 
 // autoWorkers is the default of TVM2KAFKA_WORKERS: one worker per usable
-// CPU, but no more than the memory limit holds (at least one).
-func autoWorkers(r resources) int {
+// CPU, but no more than the memory limit holds with lines of up to
+// maxLine bytes (at least one).
+func autoWorkers(r resources, maxLine int) int {
 	w := max(r.procs, 1)
 	if lim := r.memoryLimit(); lim > 0 {
-		fit := int((float64(lim)*memBudgetShare - memBase) / memPerWorker)
+		fit := int((float64(lim)*memBudgetShare - memBase) / float64(memPerWorkerBase+max(maxLine, 0)))
 		w = min(w, max(fit, 1))
 	}
 	return min(w, maxAutoWorkers)

@@ -101,23 +101,27 @@ func TestLeaseErrorNamesTheRun(t *testing.T) {
 
 func TestAutoWorkers(t *testing.T) {
 	const mi = 1 << 20
+	const line = 1_000_000 // KAFKA_MAX_MESSAGE_BYTES default
 	cases := []struct {
 		r    resources
+		line int
 		want int
 	}{
-		{resources{procs: 4}, 4},                                                 // no limit: one per CPU
-		{resources{procs: 0}, 1},                                                 // never below one
-		{resources{procs: 64, cgroupMemory: 256 * mi}, 9},                        // the README's CronJob: (0.8×256−48)/16
-		{resources{procs: 2, cgroupMemory: 256 * mi}, 2},                         // CPUs are the tighter bound
-		{resources{procs: 64, cgroupMemory: 1024 * mi}, 48},                      // (0.8×1024−48)/16
-		{resources{procs: 64, cgroupMemory: 32 * mi}, 1},                         // tiny limit: still one
-		{resources{procs: 64, goMemLimit: 512 * mi}, 22},                         // GOMEMLIMIT alone
-		{resources{procs: 64, cgroupMemory: 4096 * mi, goMemLimit: 256 * mi}, 9}, // the lower of both
-		{resources{procs: 1000}, 256},                                            // capped
+		{resources{procs: 4}, line, 4},                                                  // no limit: one per CPU
+		{resources{procs: 0}, line, 1},                                                  // never below one
+		{resources{procs: 64, cgroupMemory: 256 * mi}, line, 35},                        // the CronJob of deploy/: (0.8×256Mi−64Mi)/(3Mi+1MB)
+		{resources{procs: 2, cgroupMemory: 256 * mi}, line, 2},                          // CPUs are the tighter bound
+		{resources{procs: 64, cgroupMemory: 128 * mi}, line, 9},                         // a smaller container
+		{resources{procs: 256, cgroupMemory: 1024 * mi}, line, 191},                     // (0.8×1Gi−64Mi)/(3Mi+1MB)
+		{resources{procs: 256, cgroupMemory: 1024 * mi}, 64 * mi, 11},                   // 64 MiB lines need 67 MiB a worker
+		{resources{procs: 64, cgroupMemory: 32 * mi}, line, 1},                          // tiny limit: still one
+		{resources{procs: 128, goMemLimit: 512 * mi}, line, 87},                         // GOMEMLIMIT alone
+		{resources{procs: 64, cgroupMemory: 4096 * mi, goMemLimit: 256 * mi}, line, 35}, // the lower of both
+		{resources{procs: 1000}, line, 256},                                             // capped
 	}
 	for _, c := range cases {
-		if got := autoWorkers(c.r); got != c.want {
-			t.Errorf("autoWorkers(%+v) = %d, want %d", c.r, got, c.want)
+		if got := autoWorkers(c.r, c.line); got != c.want {
+			t.Errorf("autoWorkers(%+v, %d) = %d, want %d", c.r, c.line, got, c.want)
 		}
 	}
 }
@@ -183,7 +187,7 @@ func TestWorkersDefaultIsAutomatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.workersAuto || cfg.workers != autoWorkers(cfg.res) || cfg.workers < 1 {
+	if !cfg.workersAuto || cfg.workers != autoWorkers(cfg.res, cfg.kafka.MaxMessageBytes) || cfg.workers < 1 {
 		t.Fatalf("workers %d auto %v for %+v", cfg.workers, cfg.workersAuto, cfg.res)
 	}
 	if cfg.effective["TVM2KAFKA_WORKERS"] == "" || cfg.effective["MDE_ACCESS_TOKEN"] != "[REDACTED]" {
