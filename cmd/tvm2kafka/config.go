@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +51,6 @@ type setting struct {
 
 // settings lists every setting of `tvm2kafka run` in help order.
 func settings() []setting {
-	cpus := strconv.Itoa(runtime.NumCPU())
 	d := producer.DefaultConfig()
 	return []setting{
 		{group: "Defender API and Entra ID"},
@@ -76,7 +74,7 @@ func settings() []setting {
 		{env: "KAFKA_COMPRESSION", flag: "kafka-compression", def: d.Compression, help: "none | gzip | snappy | lz4 | zstd"},
 		{env: "KAFKA_TOPIC_PARTITIONS", flag: "kafka-topic-partitions", def: strconv.Itoa(d.TopicPartitions), help: "partitions of a topic this tool creates (an existing topic is used as it is)"},
 		{env: "KAFKA_TOPIC_REPLICATION_FACTOR", flag: "kafka-topic-replication-factor", def: strconv.Itoa(d.TopicReplicationFactor), help: "replication factor of a created topic; -1 = the broker's default"},
-		{env: "KAFKA_MAX_MESSAGE_BYTES", flag: "kafka-max-message-bytes", def: strconv.Itoa(d.MaxMessageBytes), help: "largest line published; larger lines are rejected (match the broker's message.max.bytes; Event Hubs: at most 1000000)"},
+		{env: "KAFKA_MAX_MESSAGE_BYTES", flag: "kafka-max-message-bytes", def: strconv.Itoa(d.MaxMessageBytes), help: "largest record published: key, value and headers together; a line whose record is larger is rejected (at most the topic's max.message.bytes; Event Hubs: at most 1000000)"},
 		{env: "KAFKA_SASL_MECHANISM", flag: "kafka-sasl-mechanism", help: "PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | OAUTHBEARER (a token from the Entra ID credential above, e.g. for Azure Event Hubs)"},
 		{env: "KAFKA_SASL_USERNAME", flag: "kafka-sasl-username", help: "SASL user (Azure Event Hubs: $ConnectionString)"},
 		{env: "KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", secret: true, help: "SASL password (Event Hubs: the connection string); prefer the variable or KAFKA_SASL_PASSWORD_FILE"},
@@ -87,8 +85,13 @@ func settings() []setting {
 		{env: "KAFKA_TLS_KEY_FILE", flag: "kafka-tls-key-file", help: "PEM client key (mutual TLS); may be encrypted (KAFKA_TLS_KEY_PASSWORD)"},
 		{env: "KAFKA_TLS_KEY_PASSWORD", flag: "kafka-tls-key-password", secret: true, help: "password of an encrypted KAFKA_TLS_KEY_FILE (PKCS#8 or legacy PEM encryption)"},
 		{env: "KAFKA_TOPIC_CONFIG", flag: "kafka-topic-config", help: "key=value,... topic configs of topics this tool creates, e.g. retention.ms=604800000,min.insync.replicas=2"},
+		{group: "Runs and serve"},
+		{env: "TVM2KAFKA_FORCE", flag: "force", def: "false", isBool: true, help: "publish even when the topic already ends with a complete snapshot of the same export, or another run's lease is live"},
+		{env: "TVM2KAFKA_LEASE", flag: "lease", def: "15m", help: "an unfinished run whose newest message (Kafka timestamp) is younger than this is still publishing: a run refuses to start beside it; an older one is treated as dead"},
+		{env: "TVM2KAFKA_INTERVAL", flag: "interval", def: "1h", help: "serve: time between snapshots (plus a jitter of up to 10 %); below 3m the export API's 20 calls an hour are the limit"},
+		{env: "TVM2KAFKA_HTTP_ADDR", flag: "http-addr", def: ":8080", help: "serve: address of the HTTP endpoint (/metrics, /healthz, /readyz)"},
 		{group: "Pipeline and logs"},
-		{env: "TVM2KAFKA_WORKERS", flag: "workers", def: cpus, help: "part files processed at once (default: number of CPUs)"},
+		{env: "TVM2KAFKA_WORKERS", flag: "workers", help: "part files processed at once (default: the CPUs this process may use, GOMAXPROCS, capped so that the workers fit the container's memory limit)"},
 		{env: "TVM2KAFKA_RETRY_MAX_ELAPSED", flag: "retry-max-elapsed", def: "2m", help: "how long transient failures of one part or write are retried before the run fails"},
 		{env: "TVM2KAFKA_DRY_RUN", flag: "dry-run", def: "false", isBool: true, help: "download, decompress and frame everything but publish nothing (no Kafka needed)"},
 		{env: "TVM2KAFKA_CPU_PROFILE", flag: "cpu-profile", help: "write a runtime/pprof CPU profile of the run to this file (go tool pprof -top tvm2kafka FILE)"},
@@ -207,6 +210,22 @@ type config struct {
 	secretsSeen []string // values to scrub from anything printed
 	kafkaScope  string   // KAFKA_OAUTH_SCOPE (or its default) with OAUTHBEARER
 	warnings    []string // settings that are set but not used, logged at start
+
+	force    bool          // TVM2KAFKA_FORCE: publish even when unchanged or leased
+	lease    time.Duration // TVM2KAFKA_LEASE
+	interval time.Duration // TVM2KAFKA_INTERVAL (serve)
+	httpAddr string        // TVM2KAFKA_HTTP_ADDR (serve)
+	// workersAuto is set when TVM2KAFKA_WORKERS was not given and workers
+	// was derived from res (see resources.go).
+	workersAuto bool
+	res         resources
+	// goMemLimit is the runtime's soft memory limit in force (0 = none);
+	// goMemLimitSet tells that tvm2kafka set it from the container's.
+	goMemLimit    int64
+	goMemLimitSet bool
+	// effective is every setting's value as used, secrets redacted: the
+	// first log line of every run carries it.
+	effective map[string]string
 }
 
 // parseConfig turns raw values into a validated config. It makes no
@@ -248,8 +267,28 @@ func parseConfig(v rawValues) (*config, error) {
 		bad("LOG_FORMAT", "%q is not json or console", v["LOG_FORMAT"])
 	}
 
+	durVal := func(env, example string) time.Duration {
+		d, err := time.ParseDuration(strings.TrimSpace(v[env]))
+		if err != nil || d <= 0 {
+			bad(env, "%q is not a positive duration such as %s", v[env], example)
+		}
+		return d
+	}
+
+	// Runs and serve.
+	c.force = boolVal("TVM2KAFKA_FORCE")
+	c.lease = durVal("TVM2KAFKA_LEASE", "15m")
+	c.interval = durVal("TVM2KAFKA_INTERVAL", "1h")
+	c.httpAddr = strings.TrimSpace(v["TVM2KAFKA_HTTP_ADDR"])
+	if err := checkListenAddr(c.httpAddr); err != nil {
+		bad("TVM2KAFKA_HTTP_ADDR", "%v", err)
+	}
+
 	// Pipeline.
-	c.workers = intVal("TVM2KAFKA_WORKERS", 1, 256)
+	c.res = detectResources()
+	if strings.TrimSpace(v["TVM2KAFKA_WORKERS"]) != "" {
+		c.workers = intVal("TVM2KAFKA_WORKERS", 1, 256)
+	}
 	c.dryRun = boolVal("TVM2KAFKA_DRY_RUN")
 	c.cpuProfile, c.memProfile = v["TVM2KAFKA_CPU_PROFILE"], v["TVM2KAFKA_MEM_PROFILE"]
 	if d, err := time.ParseDuration(v["TVM2KAFKA_RETRY_MAX_ELAPSED"]); err != nil || d <= 0 {
@@ -339,6 +378,9 @@ func parseConfig(v rawValues) (*config, error) {
 		bad("KAFKA_TOPIC_REPLICATION_FACTOR", "0 is not allowed; -1 means the broker's default")
 	}
 	k.MaxMessageBytes = intVal("KAFKA_MAX_MESSAGE_BYTES", producer.MinMaxMessageBytes, producer.MaxMaxMessageBytes)
+	if c.workers == 0 {
+		c.workers, c.workersAuto = autoWorkers(c.res, k.MaxMessageBytes), true
+	}
 	k.SASLMechanism = strings.ToUpper(v["KAFKA_SASL_MECHANISM"])
 	k.SASLUsername = v["KAFKA_SASL_USERNAME"]
 	k.SASLPassword = v["KAFKA_SASL_PASSWORD"]
@@ -393,7 +435,40 @@ func parseConfig(v rawValues) (*config, error) {
 	if len(errs) > 0 {
 		return nil, &usageError{errors.Join(errs...)}
 	}
+	c.effective = effectiveSettings(v)
+	c.effective["TVM2KAFKA_WORKERS"] = strconv.Itoa(c.workers)
 	return c, nil
+}
+
+// effectiveSettings returns every setting that has a value, secrets
+// replaced by [REDACTED]: what the first log line of a run shows.
+func effectiveSettings(v rawValues) map[string]string {
+	out := map[string]string{}
+	for _, s := range settings() {
+		if s.env == "" || v[s.env] == "" {
+			continue
+		}
+		if s.secret {
+			out[s.env] = "[REDACTED]"
+			continue
+		}
+		out[s.env] = v[s.env]
+	}
+	return out
+}
+
+// checkListenAddr accepts host:port and :port with a port number (0 picks
+// a free port). Whether the address can be bound is checked when serve
+// starts, before any network call.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port or :port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has no valid port number", addr)
+	}
+	return nil
 }
 
 // pickAuth chooses the credential kind. auto never falls back to managed

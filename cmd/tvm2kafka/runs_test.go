@@ -170,7 +170,7 @@ func TestConfigurationErrorInConsoleFormat(t *testing.T) {
 
 // logFieldRow matches a row of the README's table of log fields: the field
 // name in backticks, then its type.
-var logFieldRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (string|number|boolean|list of strings) \\|")
+var logFieldRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (string|number|boolean|list of strings|object) \\|")
 
 // Every log field has one JSON type on every line, and the README's table
 // of log fields lists it with that type. Durations are numbers of seconds
@@ -240,6 +240,8 @@ func jsonType(v any) string {
 		return "boolean"
 	case []any:
 		return "list of strings"
+	case map[string]any:
+		return "object"
 	case float64:
 		return "number"
 	}
@@ -301,7 +303,7 @@ func TestHostsThatDoNotExistFailAtOnce(t *testing.T) {
 			}
 			var out bytes.Buffer
 			start := time.Now()
-			_, code := snapshot(context.Background(), cfg, env, newLogger(cfg, &out))
+			code := snapshot(context.Background(), cfg, env, newLogger(cfg, &out)).code
 			if code != exitFailed || time.Since(start) > 10*time.Second {
 				t.Fatalf("exit %d after %v:\n%s", code, time.Since(start), out.String())
 			}
