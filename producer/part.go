@@ -20,6 +20,7 @@ type msgKind uint8
 const (
 	kindRecord msgKind = iota
 	kindDLQ
+	kindRefused // a record the broker refused as too large: now a rejection
 )
 
 // msgMeta describes batch.msgs[i].
@@ -355,6 +356,9 @@ func (pr *partRun) write(pctx, wctx context.Context, full <-chan *batch, free ch
 			if err != nil {
 				return err
 			}
+			if err := pr.observe(b); err != nil {
+				return err
+			}
 		}
 		s.records.Add(b.records)
 		s.rejected.Add(b.rejected)
@@ -442,6 +446,9 @@ func (pr *partRun) send(stop, wctx context.Context, b *batch, msgs []kafka.Messa
 					xm = append(xm, m)
 					xmeta = append(xmeta, msgMeta{line: meta[i].line, kind: kindDLQ})
 				}
+				if meta[i].kind == kindRecord {
+					meta[i].kind = kindRefused // not published: no Observer.Record
+				}
 			default:
 				retry = append(retry, i)
 				lastErr = ierr
@@ -503,4 +510,21 @@ func (pr *partRun) rejectTooLarge(b *batch, m *kafka.Message, meta msgMeta) (kaf
 		return kafka.Message{}, false
 	}
 	return pr.dlqMessage(b, meta.line, nil, reason), true
+}
+
+// observe tells the snapshot's Observer about every acknowledged record of b.
+func (pr *partRun) observe(b *batch) error {
+	obs := pr.s.cfg.Observer
+	if obs == nil {
+		return nil
+	}
+	for i := range b.msgs {
+		if b.meta[i].kind != kindRecord {
+			continue
+		}
+		if err := obs.Record(pr.part.Index, b.meta[i].line, b.msgs[i].Key, b.msgs[i].Value); err != nil {
+			return pr.partError(b.meta[i].line, err)
+		}
+	}
+	return nil
 }

@@ -68,6 +68,10 @@ type SnapshotConfig struct {
 	// Logger receives warnings (rejected lines, retries) and the outcome;
 	// it is expected to carry the run's context (run_id) already.
 	Logger zerolog.Logger
+	// Observer, when set, is told about every acknowledged record and,
+	// after the snapshot-end markers, about the completion (the table
+	// topic). See Observer for what its errors mean.
+	Observer Observer
 }
 
 // Progress is a consistent-enough view of a running snapshot.
@@ -297,6 +301,14 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	res := s.result(start)
 	s.log.Info().Int64("records", res.Records).Int64("rejected", res.Rejected).Int("parts", res.Parts).
 		Dur("duration", res.Duration).Msg("snapshot-end written")
+	if s.cfg.Observer != nil {
+		octx, ocancel := graceCtx(ctx, s.cfg.FlushTimeout)
+		err := s.cfg.Observer.Complete(octx)
+		ocancel()
+		if err != nil {
+			return s.result(start), &CompleteError{Err: err}
+		}
+	}
 	return res, nil
 }
 
