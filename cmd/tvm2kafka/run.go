@@ -27,6 +27,8 @@ Usage:
   tvm2kafka run  [flags]   take one snapshot of the export and publish it, then exit
   tvm2kafka demo [flags]   the same pipeline against an embedded broker, Defender API and
                            blob store with a synthetic export; reads the topic back and verifies it
+  tvm2kafka verify [flags] reports the newest snapshot in the topic, partition by partition;
+                           exit 0 only when it is complete (a cron / monitoring check)
   tvm2kafka help           this text; "tvm2kafka run --help" lists every setting
 
 Exit status: 0 snapshot complete, 1 snapshot failed (abort markers written where start
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 		return cmdRun(ctx, args[1:], lookup, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return cmdVerify(ctx, args[1:], lookup, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		printUsage(stdout)
 		printRunUsage(stdout)
