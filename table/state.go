@@ -1,0 +1,176 @@
+package table
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// id is a DeviceId of 40 lowercase hexadecimal characters, decoded.
+type id [20]byte
+
+// hexID decodes key when it is 40 lowercase hexadecimal characters.
+func hexID(key []byte) (out id, ok bool) {
+	if len(key) != 40 {
+		return out, false
+	}
+	for i := range out {
+		hi, ok1 := unhex(key[2*i])
+		lo, ok2 := unhex(key[2*i+1])
+		if !ok1 || !ok2 {
+			return out, false
+		}
+		out[i] = hi<<4 | lo
+	}
+	return out, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendHex appends the 40 hex characters of d.
+func (d id) appendHex(dst []byte) []byte {
+	for _, b := range d {
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&15])
+	}
+	return dst
+}
+
+// digest identifies a value: its length and two 64-bit keyed hashes under
+// seeds drawn at random for each run (hash/maphash).
+type digest struct {
+	n    uint32
+	a, b uint64
+}
+
+// tombstone marks a deleted key in the log of one partition.
+const tombstone = ^uint32(0)
+
+type hasher struct{ a, b maphash.Seed }
+
+func newHasher() hasher { return hasher{maphash.MakeSeed(), maphash.MakeSeed()} }
+
+func (h hasher) sum(v []byte) digest {
+	return digest{n: uint32(len(v)), a: maphash.Bytes(h.a, v), b: maphash.Bytes(h.b, v)}
+}
+
+// entry is one device of the table: 40 bytes.
+type entry struct {
+	id id
+	d  digest
+}
+
+// partState is the state of one table partition: its devices sorted by
+// id, a bucket index on the first bits of the id (DeviceIds are SHA-1
+// shaped, hence uniform), and per device the claim of the snapshot line
+// that was found for it (0: none yet).
+type partState struct {
+	entries []entry
+	claims  []atomic.Uint64
+	bucket  []int32 // entries with bucket k are entries[bucket[k]:bucket[k+1]]
+	shift   uint
+}
+
+// build sorts log (the partition's records in offset order, tombstones
+// included), keeps the newest record of every id and drops deleted ids.
+func (ps *partState) build(log []entry) {
+	slices.SortStableFunc(log, func(x, y entry) int { return bytes.Compare(x.id[:], y.id[:]) })
+	n := 0
+	for i := range log {
+		if i+1 < len(log) && log[i+1].id == log[i].id {
+			continue // a newer record of the same device follows
+		}
+		if log[i].d.n != tombstone {
+			log[n] = log[i]
+			n++
+		}
+	}
+	ps.entries = slices.Clone(log[:n]) // exact size; the log is dropped
+	ps.claims = make([]atomic.Uint64, n)
+	b := max(0, bits.Len(uint(n/8))) // about 8 devices per bucket
+	ps.shift = uint(32 - b)
+	ps.bucket = make([]int32, 1<<b+1)
+	k := 0
+	for i := range ps.entries {
+		for bk := ps.bucketOf(&ps.entries[i].id); k <= bk; k++ {
+			ps.bucket[k] = int32(i)
+		}
+	}
+	for ; k < len(ps.bucket); k++ {
+		ps.bucket[k] = int32(n)
+	}
+}
+
+func (ps *partState) bucketOf(d *id) int {
+	if ps.shift >= 32 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(d[:4]) >> ps.shift)
+}
+
+// find returns the index of d in entries.
+func (ps *partState) find(d *id) (int, bool) {
+	if len(ps.entries) == 0 {
+		return 0, false
+	}
+	k := ps.bucketOf(d)
+	lo, hi := int(ps.bucket[k]), int(ps.bucket[k+1])
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch c := bytes.Compare(ps.entries[m].id[:], d[:]); {
+		case c == 0:
+			return m, true
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return 0, false
+}
+
+// newKeys holds the claims of devices that are not in the table yet,
+// sharded by the first byte of the id to keep concurrent Record calls
+// apart.
+type newKeys struct {
+	shards [64]struct {
+		mu sync.Mutex
+		m  map[id]uint64
+	}
+}
+
+// claim records claim for d; it returns the previous claim (0: none).
+func (nk *newKeys) claim(d *id, claim uint64) uint64 {
+	s := &nk.shards[d[0]&63]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[id]uint64{}
+	}
+	if prev, ok := s.m[*d]; ok {
+		return prev
+	}
+	s.m[*d] = claim
+	return 0
+}
+
+// oddEntry is a device whose key is not 40 lowercase hex characters (rare:
+// Defender's DeviceIds always are).
+type oddEntry struct {
+	d       digest
+	inTable bool
+	claim   uint64
+}
