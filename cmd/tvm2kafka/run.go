@@ -144,6 +144,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	var (
 		w          producer.MessageWriter
 		partitions int
+		tbl        *tableTopic
 	)
 	if cfg.dryRun {
 		w, partitions = producer.Discard(), cfg.kafka.TopicPartitions
@@ -167,6 +168,16 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		}
 		log.Info().Str("topic", cfg.kafka.Topic).Int("partitions", n).Bool("created", created).Msg("kafka topic ready")
 		w, partitions = k.Writer(), n
+		if cfg.kafka.TableTopic != "" {
+			tctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+			var code int
+			tbl, code = openTable(tctx, cfg, k, log)
+			cancel()
+			if tbl == nil {
+				return producer.Result{}, code
+			}
+			defer tbl.close()
+		}
 	}
 
 	log.Info().Str("auth", kind).Str("api", cfg.apiURL).Msg("requesting export")
@@ -183,6 +194,13 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		MaxElapsed:    cfg.retryMax,
 		Logger:        log,
 	})
+	var observer producer.Observer
+	if tbl != nil {
+		if observer, err = tbl.load(ctx, manifest, runID, cfg.retryMax, log); err != nil {
+			log.Error().Err(err).Msg("table topic: cannot read it back; nothing was published")
+			return producer.Result{}, exitFailed
+		}
+	}
 	snap, err := producer.NewSnapshot(producer.SnapshotConfig{
 		Manifest:        manifest,
 		Topic:           cfg.kafka.Topic,
@@ -194,6 +212,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		Retryable:       source.IsRetryable,
 		RetryMaxElapsed: cfg.retryMax,
 		Logger:          log,
+		Observer:        observer,
 	}, blobs, w)
 	if err != nil {
 		log.Error().Err(err).Msg("snapshot")
@@ -210,7 +229,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	if err != nil {
 		ev = log.Error().Err(err)
 	}
-	ev.Bool("complete", err == nil).
+	ev.Bool("complete", producer.IsComplete(err)).
 		Int64("records", res.Records).
 		Int64("rejected", res.Rejected).
 		Int("parts", len(manifest.Parts)).
