@@ -6,7 +6,8 @@
 #   scripts/test.sh --unit    format + vet + unit tests only (no services), for quick local runs
 #
 # On a fresh machine it installs what is missing: kcat (Debian), Go modules, the Kafka
-# jars (Maven Central, cached in ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}) and Azurite (npm).
+# jars (Maven Central, cached in ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}), Azurite (npm) and
+# the Kafka Streams application of the end-to-end tests (Maven, scripts/streamsapp.sh).
 # Services it started are stopped on exit, also when a step fails or it is interrupted.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
 #
@@ -184,6 +185,7 @@ start_services() {
 	echo "azurite start: $((SECONDS - t0)) s"
 	eval "$("$SCRIPT_DIR/kafka.sh" env)"
 	eval "$("$SCRIPT_DIR/azurite.sh" env)"
+	eval "$("$SCRIPT_DIR/streamsapp.sh" env)"
 	env | grep '^IT_' | grep -v PASSWORD | sort
 }
 
@@ -231,8 +233,10 @@ fuzz_smoke() {
 # ------------------------------------------------------------------ run
 step "Tools" check_tools
 if [[ $MODE == all && ${#FAILED[@]} -eq 0 ]]; then
-	# Fetch the Kafka jars and Azurite while the Go steps run.
-	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install) >"$RIG_DIR/prefetch.log" 2>&1 &
+	# Fetch the Kafka jars and Azurite, and build the Kafka Streams application of the
+	# end-to-end tests (Maven), while the Go steps run.
+	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install && "$SCRIPT_DIR/streamsapp.sh" build) \
+		>"$RIG_DIR/prefetch.log" 2>&1 &
 	PREFETCH_PID=$!
 fi
 step "Go modules" go_modules

@@ -262,8 +262,9 @@ type verifyReport struct {
 	parts    int
 	claimed  int64 // records of the whole run, as snapshot-end states them
 	rejected int64
-	age      time.Duration // since generatedTime; -1 when unknown
-	stale    bool          // older than --max-age
+	age      time.Duration // since generatedTime, when ageKnown
+	ageKnown bool
+	stale    bool // older than --max-age
 	problems []string
 }
 
@@ -284,7 +285,7 @@ func (r *verifyReport) ok() bool { return r.Complete && !r.stale }
 // newVerifyReport picks the newest snapshot (the run whose snapshot-start
 // is the newest) and checks every partition against it.
 func newVerifyReport(st *consumer.Status, maxAge time.Duration, now time.Time) *verifyReport {
-	rep := &verifyReport{Partitions: []verifyPartition{}, age: -1}
+	rep := &verifyReport{Partitions: []verifyPartition{}}
 	// The newest run: the latest snapshot-start time, then the run found
 	// in most partitions.
 	var run string
@@ -366,11 +367,11 @@ func newVerifyReport(st *consumer.Status, maxAge time.Duration, now time.Time) *
 	rep.Complete = complete
 	if rep.GeneratedTime != nil {
 		if gt, err := time.Parse(time.RFC3339Nano, *rep.GeneratedTime); err == nil {
-			rep.age = now.Sub(gt)
+			rep.age, rep.ageKnown = now.Sub(gt), true
 		}
 		if maxAge > 0 {
 			switch {
-			case rep.age < 0:
+			case !rep.ageKnown:
 				rep.stale = true
 				rep.problems = append(rep.problems, fmt.Sprintf("generatedTime %q is not an RFC 3339 time: its age is unknown", *rep.GeneratedTime))
 			case rep.age > maxAge:
@@ -420,7 +421,7 @@ func (r *verifyReport) printText(w io.Writer, topic string, st *consumer.Status,
 		gen = *r.GeneratedTime
 	}
 	age := ""
-	if r.age >= 0 {
+	if r.ageKnown {
 		age = fmt.Sprintf(" (%s ago)", r.age.Round(time.Minute))
 	}
 	fmt.Fprintf(w, "  run %s, export %s, generatedTime %s%s, %d parts\n", *r.RunID, r.export, gen, age, r.parts)

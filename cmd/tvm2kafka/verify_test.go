@@ -102,6 +102,7 @@ func TestVerifyReport(t *testing.T) {
 	}{
 		{"complete", status(now, ok(10), ok(20)), 0, true, true, ""},
 		{"fresh enough", status(now, ok(10), ok(20)), 3 * time.Hour, true, true, ""},
+		{"generated in the future (clock skew)", status(now, partSpec{run: "r2", finish: end, records: 3, claimed: 3, total: 3, gen: "2026-11-28T13:00:00Z"}), time.Hour, true, true, ""},
 		{"too old", status(now, ok(10), ok(20)), time.Hour, true, false, "older than --max-age"},
 		{"aborted", status(now, ok(10), partSpec{run: "r2", finish: schema.MarkerAbort, records: 20, gen: gen}), 0, false, false, "snapshot-abort"},
 		{"still running", status(now, ok(10), partSpec{run: "r2", records: 7, gen: gen}), 0, false, false, "without snapshot-end"},

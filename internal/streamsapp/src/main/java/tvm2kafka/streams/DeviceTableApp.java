@@ -45,9 +45,11 @@ import org.apache.kafka.streams.state.Stores;
  * </ul>
  *
  * <p>Usage: {@code DeviceTableApp BOOTSTRAP RECORDS_TOPIC TABLE_TOPIC APPLICATION_ID STATE_DIR
- * TABLE_PARTITIONS}. It prints {@code READY} once running, one line
- * {@code JOIN <mde.run_id> <DeviceId> <found> <same>} per record read from the records topic
- * ({@code found}: the table held the device; {@code same}: with this very line), and on the input
+ * PARTITIONS} (of both topics: a co-partitioned join needs the same count). It prints {@code
+ * READY} once running, one line {@code JOIN <mde.run_id> <DeviceId> <found> <same> <partition>
+ * <Java partition>} per record read from the records topic ({@code found}: the table held the
+ * device; {@code same}: with this very line; the record's partition and the one the Java client's
+ * default partitioner computes for its key), and on the input
  * line {@code dump} the store, one line {@code DUMP <DeviceId> <store partition> <Java partition>
  * <sha256 of the value>} per device and {@code DUMPED <count>} at the end. It stops at the end of
  * its input.
@@ -60,7 +62,7 @@ public final class DeviceTableApp {
   public static void main(String[] args) throws Exception {
     if (args.length != 6) {
       System.err.println(
-          "usage: DeviceTableApp BOOTSTRAP RECORDS_TOPIC TABLE_TOPIC APPLICATION_ID STATE_DIR TABLE_PARTITIONS");
+          "usage: DeviceTableApp BOOTSTRAP RECORDS_TOPIC TABLE_TOPIC APPLICATION_ID STATE_DIR PARTITIONS");
       System.exit(2);
     }
     String bootstrap = args[0], recordsTopic = args[1], tableTopic = args[2];
@@ -90,18 +92,19 @@ public final class DeviceTableApp {
     // README "Consuming": Kafka Streams — end
 
     records
-        .processValues(RunIdPrefix::new) // "<mde.run_id> <line>"
+        .processValues(Stamp::new) // "<mde.run_id> <partition> <line>"
         .leftJoin(
             devices,
             (stamped, current) -> {
-              int space = stamped.indexOf(' ');
-              String runId = stamped.substring(0, space), line = stamped.substring(space + 1);
-              return runId + "\t" + (current != null) + "\t" + line.equals(current);
+              String[] f = stamped.split(" ", 3);
+              return f[0] + "\t" + f[1] + "\t" + (current != null) + "\t" + f[2].equals(current);
             })
         .foreach(
             (deviceId, joined) -> {
-              String[] f = joined.split("\t", 3);
-              print("JOIN\t" + f[0] + "\t" + deviceId + "\t" + f[1] + "\t" + f[2]);
+              String[] f = joined.split("\t", 4);
+              int javaPartition =
+                  Utils.toPositive(Utils.murmur2(deviceId.getBytes(StandardCharsets.UTF_8))) % partitions;
+              print("JOIN\t" + f[0] + "\t" + deviceId + "\t" + f[2] + "\t" + f[3] + "\t" + f[1] + "\t" + javaPartition);
             });
 
     KafkaStreams streams = new KafkaStreams(builder.build(), props);
@@ -191,8 +194,8 @@ public final class DeviceTableApp {
     OUT.println(s);
   }
 
-  /** Prefixes a record's value with its mde.run_id header and a space. */
-  private static final class RunIdPrefix implements FixedKeyProcessor<String, String, String> {
+  /** Prefixes a record's value with its mde.run_id header and its partition. */
+  private static final class Stamp implements FixedKeyProcessor<String, String, String> {
     private FixedKeyProcessorContext<String, String> context;
 
     @Override
@@ -204,7 +207,8 @@ public final class DeviceTableApp {
     public void process(FixedKeyRecord<String, String> record) {
       Header h = record.headers().lastHeader("mde.run_id");
       String runId = h == null ? "-" : new String(h.value(), StandardCharsets.UTF_8);
-      context.forward(record.withValue(runId + " " + record.value()));
+      int partition = context.recordMetadata().map(m -> m.partition()).orElse(-1);
+      context.forward(record.withValue(runId + " " + partition + " " + record.value()));
     }
   }
 }
