@@ -82,27 +82,64 @@ type partState struct {
 	claims  []atomic.Uint64
 	bucket  []int32 // entries with bucket k are entries[bucket[k]:bucket[k+1]]
 	shift   uint
+	free    []func() // unmaps entries, claims and bucket
+}
+
+// release returns the state's memory.
+func (ps *partState) release() {
+	for _, f := range ps.free {
+		f()
+	}
+	*ps = partState{}
+}
+
+// logEntry is an entry as read back, with its place in the partition.
+type logEntry struct {
+	entry
+	seq uint32
 }
 
 // build sorts log (the partition's records in offset order, tombstones
 // included), keeps the newest record of every id and drops deleted ids.
-func (ps *partState) build(log []entry) {
-	slices.SortStableFunc(log, func(x, y entry) int { return bytes.Compare(x.id[:], y.id[:]) })
+// The state is allocated outside the Go heap (offHeap).
+func (ps *partState) build(log []logEntry) error {
+	slices.SortFunc(log, func(x, y logEntry) int {
+		if c := bytes.Compare(x.id[:], y.id[:]); c != 0 {
+			return c
+		}
+		return int(x.seq) - int(y.seq)
+	})
 	n := 0
 	for i := range log {
 		if i+1 < len(log) && log[i+1].id == log[i].id {
 			continue // a newer record of the same device follows
 		}
 		if log[i].d.n != tombstone {
-			log[n] = log[i]
 			n++
 		}
 	}
-	ps.entries = slices.Clone(log[:n]) // exact size; the log is dropped
-	ps.claims = make([]atomic.Uint64, n)
+	entries, free, err := offHeap[entry](n) // exact size; the log is dropped
+	if err != nil {
+		return err
+	}
+	ps.free = append(ps.free, free)
+	ps.entries = entries[:0]
+	for i := range log {
+		if (i+1 < len(log) && log[i+1].id == log[i].id) || log[i].d.n == tombstone {
+			continue
+		}
+		ps.entries = append(ps.entries, log[i].entry)
+	}
+	if ps.claims, free, err = offHeap[atomic.Uint64](n); err != nil {
+		return err
+	}
+	ps.free = append(ps.free, free)
 	b := max(0, bits.Len(uint(n/8))) // about 8 devices per bucket
 	ps.shift = uint(32 - b)
-	ps.bucket = make([]int32, 1<<b+1)
+	if ps.bucket, free, err = offHeap[int32](1<<b + 1); err != nil {
+		return err
+	}
+	ps.free = append(ps.free, free)
 	k := 0
 	for i := range ps.entries {
 		for bk := ps.bucketOf(&ps.entries[i].id); k <= bk; k++ {
@@ -112,6 +149,7 @@ func (ps *partState) build(log []entry) {
 	for ; k < len(ps.bucket); k++ {
 		ps.bucket[k] = int32(n)
 	}
+	return nil
 }
 
 func (ps *partState) bucketOf(d *id) int {
@@ -142,29 +180,93 @@ func (ps *partState) find(d *id) (int, bool) {
 	return 0, false
 }
 
-// newKeys holds the claims of devices that are not in the table yet,
-// sharded by the first byte of the id to keep concurrent Record calls
-// apart.
+// newKeys holds the claims of devices that are not in the table yet: on
+// a first run, every device. It is a hash table with linear probing in
+// memory outside the Go heap (offHeap), sharded to keep concurrent Record
+// calls apart; a shard doubles when it is three quarters full. Slots are
+// placed by a keyed hash of the id, so ids chosen to collide cannot slow
+// it down.
 type newKeys struct {
-	shards [64]struct {
-		mu sync.Mutex
-		m  map[id]uint64
+	seed   maphash.Seed
+	shards [64]keyShard
+}
+
+type keyShard struct {
+	mu    sync.Mutex
+	slots []keySlot
+	n     int
+	free  func()
+}
+
+// keySlot is 32 bytes.
+type keySlot struct {
+	id    id
+	used  uint32
+	claim uint64
+}
+
+func newNewKeys() *newKeys { return &newKeys{seed: maphash.MakeSeed()} }
+
+// claim records claim for d; it returns the previous claim (0: none).
+func (nk *newKeys) claim(d *id, claim uint64) (uint64, error) {
+	h := maphash.Bytes(nk.seed, d[:])
+	s := &nk.shards[h>>58]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if (s.n+1)*4 > len(s.slots)*3 {
+		if err := s.grow(nk.seed); err != nil {
+			return 0, err
+		}
+	}
+	mask := uint64(len(s.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		sl := &s.slots[i]
+		if sl.used == 0 {
+			*sl = keySlot{id: *d, used: 1, claim: claim}
+			s.n++
+			return 0, nil
+		}
+		if sl.id == *d {
+			return sl.claim, nil
+		}
 	}
 }
 
-// claim records claim for d; it returns the previous claim (0: none).
-func (nk *newKeys) claim(d *id, claim uint64) uint64 {
-	s := &nk.shards[d[0]&63]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[id]uint64{}
+func (s *keyShard) grow(seed maphash.Seed) error {
+	size := max(1024, 2*len(s.slots))
+	slots, free, err := offHeap[keySlot](size)
+	if err != nil {
+		return err
 	}
-	if prev, ok := s.m[*d]; ok {
-		return prev
+	mask := uint64(size - 1)
+	for _, sl := range s.slots {
+		if sl.used == 0 {
+			continue
+		}
+		i := maphash.Bytes(seed, sl.id[:]) & mask
+		for slots[i].used != 0 {
+			i = (i + 1) & mask
+		}
+		slots[i] = sl
 	}
-	s.m[*d] = claim
-	return 0
+	if s.free != nil {
+		s.free()
+	}
+	s.slots, s.free = slots, free
+	return nil
+}
+
+// release returns the memory of every shard.
+func (nk *newKeys) release() {
+	for i := range nk.shards {
+		s := &nk.shards[i]
+		s.mu.Lock()
+		if s.free != nil {
+			s.free()
+		}
+		s.slots, s.n, s.free = nil, 0, nil
+		s.mu.Unlock()
+	}
 }
 
 // oddEntry is a device whose key is not 40 lowercase hex characters (rare:

@@ -38,6 +38,16 @@ const (
 	spillBytes = 2 << 20
 	// writeChunk is the number of messages per WriteMessages call.
 	writeChunk = 2000
+	// loadFetchBytes bounds one fetch of the table read-back: kafka-go
+	// decompresses a whole fetch response at once, so its pages (several
+	// times this size for JSON lines) are alive together.
+	loadFetchBytes = 1 << 20
+	// loadConcurrency is the number of partitions read back at once.
+	loadConcurrency = 2
+	// maxMappedLog bounds the log of one partition mapped outside the Go
+	// heap while it is read back (48 bytes per record, committed only as
+	// records are read); a larger partition's log grows on the heap.
+	maxMappedLog = 1 << 24
 )
 
 // Writer writes messages to the table topic and returns when every one is
@@ -107,7 +117,7 @@ type Table struct {
 	hContentType []byte
 
 	parts     []partState
-	newKeys   newKeys
+	newKeys   *newKeys
 	oddMu     sync.Mutex
 	odd       map[string]*oddEntry
 	misplaced []misplacedKey
@@ -175,6 +185,7 @@ func New(cfg Config) (*Table, error) {
 		hRunID:       []byte(cfg.RunID),
 		hContentType: []byte(schema.ContentTypeJSON),
 		odd:          map[string]*oddEntry{},
+		newKeys:      newNewKeys(),
 		dups:         map[string]*dup{},
 		buf:          &buffer{},
 	}, nil
@@ -182,8 +193,15 @@ func New(cfg Config) (*Table, error) {
 
 // Load reads the table topic from its beginning to its end offsets and
 // keeps a digest of every device's value.
-func (t *Table) Load(ctx context.Context) error {
+func (t *Table) Load(ctx context.Context) (err error) {
 	began := time.Now()
+	defer func() {
+		if err != nil {
+			for i := range t.parts {
+				t.parts[i].release()
+			}
+		}
+	}()
 	parts, err := kread.Partitions(ctx, t.cfg.Client, t.cfg.Topic)
 	if err != nil {
 		return fmt.Errorf("table: %w", err)
@@ -191,7 +209,7 @@ func (t *Table) Load(ctx context.Context) error {
 	t.n = len(parts)
 	t.parts = make([]partState, t.n)
 	var st kread.Stats
-	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st}
+	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st, MaxBytes: loadFetchBytes}
 	var (
 		mu          sync.Mutex
 		foreign     int64
@@ -201,10 +219,20 @@ func (t *Table) Load(ctx context.Context) error {
 		misplacedAt []misplacedKey
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(2)
+	g.SetLimit(loadConcurrency)
 	for _, p := range parts {
 		g.Go(func() error {
-			var log []entry
+			// The partition holds at most End-First records: the log is
+			// mapped at that size (committed as it is written) and never grows.
+			log, freeLog := []logEntry(nil), func() {}
+			if span := p.End - p.First; span > 0 && span <= maxMappedLog {
+				var err error
+				if log, freeLog, err = offHeap[logEntry](int(span)); err != nil {
+					return err
+				}
+				log = log[:0]
+			}
+			defer freeLog()
 			var nForeign, nMisplaced int64
 			wrong := map[string]bool{} // keys in the wrong partition, not deleted since
 			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *kread.Message) error {
@@ -231,7 +259,7 @@ func (t *Table) Load(ctx context.Context) error {
 						delete(wrong, string(m.Key))
 					}
 				case hex:
-					log = append(log, entry{id: did, d: d})
+					log = append(log, logEntry{entry{id: did, d: d}, uint32(len(log))})
 				default:
 					mu.Lock()
 					if m.Value == nil {
@@ -246,7 +274,9 @@ func (t *Table) Load(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			t.parts[p.ID].build(log)
+			if err := t.parts[p.ID].build(log); err != nil {
+				return err
+			}
 			mu.Lock()
 			foreign += nForeign
 			misplaced += nMisplaced
@@ -328,7 +358,11 @@ func (t *Table) Record(part int, line int64, key, value []byte) error {
 			t.changed.Add(1)
 			return t.stage(key, value, part, line, Changed)
 		}
-		if prev := t.newKeys.claim(&did, pos<<1|1); prev != 0 {
+		prev, err := t.newKeys.claim(&did, pos<<1|1)
+		if err != nil {
+			return err
+		}
+		if prev != 0 {
 			t.duplicate(key, value, part, line, d, prev, false, digest{})
 			return nil
 		}
@@ -498,12 +532,18 @@ func (t *Table) stopSpill() error {
 }
 
 // Close ends the run's table update: after a failed snapshot it cancels
-// the writes still in progress. It is safe to call after Complete.
+// the writes still in progress; it returns the state's memory. Call it
+// once, after Complete or instead of it; Record must not be running.
 func (t *Table) Close() {
 	if t.wcancel != nil {
 		t.wcancel()
 	}
 	_ = t.stopSpill()
+	for i := range t.parts {
+		t.parts[i].release()
+	}
+	t.newKeys.release()
+	t.loaded = false
 }
 
 // Stats returns the figures of the run so far.

@@ -2,6 +2,7 @@ package table
 
 import (
 	"context"
+	"encoding/binary"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
@@ -557,20 +558,24 @@ func TestEnsureRefusesTopicsThatAreNotCompacted(t *testing.T) {
 func TestDigestStateLookups(t *testing.T) {
 	var ps partState
 	h := newHasher()
-	var log []entry
+	var log []logEntry
+	add := func(e entry) { log = append(log, logEntry{e, uint32(len(log))}) }
 	for i := range 5000 {
 		id, v := device(i, 1)
 		did, _ := hexID([]byte(id))
-		log = append(log, entry{id: did, d: h.sum([]byte(v))})
+		add(entry{id: did, d: h.sum([]byte(v))})
 		if i%7 == 0 { // a newer record of the same device
 			_, v2 := device(i, 2)
-			log = append(log, entry{id: did, d: h.sum([]byte(v2))})
+			add(entry{id: did, d: h.sum([]byte(v2))})
 		}
 		if i%11 == 0 { // deleted later
-			log = append(log, entry{id: did, d: digest{n: tombstone}})
+			add(entry{id: did, d: digest{n: tombstone}})
 		}
 	}
-	ps.build(log)
+	if err := ps.build(log); err != nil {
+		t.Fatal(err)
+	}
+	defer ps.release()
 	for i := range 6000 {
 		id, v := device(i, 1)
 		if i%7 == 0 {
@@ -591,5 +596,33 @@ func TestDigestStateLookups(t *testing.T) {
 	}
 	if d, ok := hexID([]byte(strings.Repeat("0f", 20))); !ok || string(d.appendHex(nil)) != strings.Repeat("0f", 20) {
 		t.Fatal("hex round trip")
+	}
+}
+
+func TestNewKeysGrowAndKeepClaims(t *testing.T) {
+	nk := newNewKeys()
+	defer nk.release()
+	ids := make([]id, 50000)
+	for i := range ids {
+		// Ids that share their first bytes: placement must not depend on them.
+		binary.BigEndian.PutUint64(ids[i][12:], uint64(i))
+		if prev, err := nk.claim(&ids[i], uint64(i+1)); err != nil || prev != 0 {
+			t.Fatalf("id %d: prev %d, %v", i, prev, err)
+		}
+	}
+	for i := range ids {
+		if prev, err := nk.claim(&ids[i], 99); err != nil || prev != uint64(i+1) {
+			t.Fatalf("id %d claimed again: prev %d, want %d (%v)", i, prev, i+1, err)
+		}
+	}
+	n := 0
+	for i := range nk.shards {
+		n += nk.shards[i].n
+		if s := &nk.shards[i]; s.n*4 > len(s.slots)*3 {
+			t.Fatalf("shard %d: %d of %d slots used", i, s.n, len(s.slots))
+		}
+	}
+	if n != len(ids) {
+		t.Fatalf("%d ids held, want %d", n, len(ids))
 	}
 }

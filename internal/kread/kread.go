@@ -197,6 +197,9 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 			if key, err = readBytes(r.Key, key); err == nil {
 				value, err = readBytes(r.Value, value)
 			}
+			// Hand the response's pages back to kafka-go's pool at once.
+			closeBytes(r.Key)
+			closeBytes(r.Value)
 			if err != nil {
 				closeRecords(resp.Records)
 				return fmt.Errorf("kafka: decoding %s[%d] offset %d: %w", s.Topic, p, r.Offset, err)
@@ -255,6 +258,12 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 func closeRecords(r kafka.RecordReader) {
 	if c, ok := r.(io.Closer); ok {
 		_ = c.Close()
+	}
+}
+
+func closeBytes(b kafka.Bytes) {
+	if b != nil {
+		_ = b.Close()
 	}
 }
 

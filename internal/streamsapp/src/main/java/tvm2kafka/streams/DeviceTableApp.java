@@ -107,7 +107,7 @@ public final class DeviceTableApp {
               print("JOIN\t" + f[0] + "\t" + deviceId + "\t" + f[2] + "\t" + f[3] + "\t" + f[1] + "\t" + javaPartition);
             });
 
-    KafkaStreams streams = new KafkaStreams(builder.build(), props);
+    KafkaStreams streams = new KafkaStreams(builder.build(props), props); // props: the optimisation
     CountDownLatch running = new CountDownLatch(1);
     streams.setStateListener(
         (now, before) -> {
