@@ -2,8 +2,8 @@ package table
 
 import (
 	"context"
-	"encoding/binary"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
