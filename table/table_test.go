@@ -302,6 +302,9 @@ func TestThreeSnapshotsAddChangeRemove(t *testing.T) {
 	if got := changes(t, e.check("run-3", l3), l3); got[Removed] != 100 || got[Changed] != 1 || len(got) != 2 {
 		t.Fatalf("third run wrote %v", got)
 	}
+	if st := tb.Stats(); st.Devices != 330 || st.Removed != 100 || st.Unchanged != 229 {
+		t.Fatalf("stats %+v", st)
+	}
 
 	// The same export again: nothing to write.
 	tb, _, err = e.run("run-4", l3, true, nil)

@@ -149,6 +149,9 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	if cfg.dryRun {
 		w, partitions = producer.Discard(), cfg.kafka.TopicPartitions
 		log.Warn().Msg("dry run: nothing is published")
+		if cfg.kafka.TableTopic != "" {
+			log.Warn().Str("table_topic", cfg.kafka.TableTopic).Msg("dry run: the table topic is neither read nor written")
+		}
 	} else {
 		k, err := producer.NewKafka(cfg.kafka, log)
 		if err != nil {
