@@ -48,7 +48,8 @@ type Config struct {
 	// Share.Records then holds them. Stages of different partitions are
 	// used concurrently.
 	NewStage func(partition int, start Marker) Stage
-	// FetchBytes bounds one fetch response (default 4 MiB).
+	// FetchBytes bounds one fetch response (default 1 MiB: kafka-go
+	// decompresses a whole response at once, several times this size).
 	FetchBytes int
 	// Concurrency is the number of partitions read at once (default 4).
 	Concurrency int
@@ -249,6 +250,9 @@ func NewReader(cfg Config) (*Reader, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
+	}
+	if cfg.FetchBytes <= 0 {
+		cfg.FetchBytes = 1 << 20
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
