@@ -124,6 +124,7 @@ URL_B="$(serve "$DATA_B")"
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 maxrss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
+cpusec() { awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$1"; }
 field() { grep "\"$2\"" "$1" | tail -n1 | sed -n "s/.*\"$3\":\([0-9.]*\).*/\1/p"; }
 
 # contender NAME ROUND URL [TABLE]: one run on a fresh records topic.
@@ -141,13 +142,13 @@ contender() {
 	got="$("$GEN" count --brokers "$BROKERS" --topic "$topic")"
 	[[ "$got" == $((records + 2 * partitions)) ]] || die "topic $topic holds $got messages"
 	"$GEN" delete-topic --brokers "$BROKERS" --topic "$topic" >/dev/null
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" \
 		"$(field "$lf" "table topic read" duration)" "$(field "$lf" "table topic updated" duration)" \
-		"$(field "$lf" "table topic updated" changed)" "$(field "$lf" "table topic read" devices)" >>"$RESULTS"
-	log "round $round $name: $(elapsed "$t0" "$t1") s, peak RSS $(($(maxrss "$tf") / 1024)) MB"
+		"$(field "$lf" "table topic updated" changed)" "$(field "$lf" "table topic read" devices)" "$(cpusec "$tf")" >>"$RESULTS"
+	log "round $round $name: $(elapsed "$t0" "$t1") s, $(cpusec "$tf") s CPU, peak RSS $(($(maxrss "$tf") / 1024)) MB"
 }
 
-printf '# contender\tround\twall_s\tmax_rss_kb\ttable_read_ms\ttable_update_ms\tchanged\ttable_devices\n' >"$RESULTS"
+printf '# contender\tround\twall_s\tmax_rss_kb\ttable_read_ms\ttable_update_ms\tchanged\ttable_devices\tcpu_s\n' >"$RESULTS"
 log "first run: fills table topic $TABLE with $records devices"
 contender first 0 "$URL_A" "$TABLE"
 for ((r = 1; r <= rounds; r++)); do
@@ -167,20 +168,24 @@ function median(a, n,   i, j, t) {
 }
 /^#/ { next }
 $1 == "first" { fw = $3; fr = $4; next }
-{ n[$1]++; w[$1, n[$1]] = $3; r[$1, n[$1]] = $4; if ($1 == "table") { tr[n[$1]] = $5; tu[n[$1]] = $6; ch[n[$1]] = $7; dev = $8 } }
+{ n[$1]++; w[$1, n[$1]] = $3; r[$1, n[$1]] = $4; u[$1, n[$1]] = $9; if ($1 == "table") { tr[n[$1]] = $5; tu[n[$1]] = $6; ch[n[$1]] = $7; dev = $8 } }
 END {
-	for (c in n) for (i = 1; i <= n[c]; i++) { x[i] = w[c, i]; y[i] = r[c, i] } 
-	split("", x); split("", y)
-	for (i = 1; i <= n["table"]; i++) { x[i] = w["table", i]; y[i] = r["table", i]; q[i] = w["table", i] / w["no-table", i]; a[i] = tr[i]; b[i] = tu[i] }
-	mt = median(x, n["table"]); rt = median(y, n["table"]); mq = median(q, n["table"]); ma = median(a, n["table"]); mb = median(b, n["table"])
-	split("", x); split("", y)
-	for (i = 1; i <= n["no-table"]; i++) { x[i] = w["no-table", i]; y[i] = r["no-table", i] }
-	mn = median(x, n["no-table"]); rn = median(y, n["no-table"])
+	for (i = 1; i <= n["table"]; i++) { x[i] = w["table", i]; y[i] = r["table", i]; z[i] = u["table", i]; q[i] = w["table", i] / w["no-table", i]; a[i] = tr[i]; b[i] = tu[i] }
+	mt = median(x, n["table"]); rt = median(y, n["table"]); ut = median(z, n["table"]); mq = median(q, n["table"]); ma = median(a, n["table"]); mb = median(b, n["table"])
+	split("", x); split("", y); split("", z)
+	for (i = 1; i <= n["no-table"]; i++) { x[i] = w["no-table", i]; y[i] = r["no-table", i]; z[i] = u["no-table", i] }
+	mn = median(x, n["no-table"]); rn = median(y, n["no-table"]); un = median(z, n["no-table"])
+	split("", x)
+	for (i = 1; i <= n["table"]; i++) x[i] = w["table", i]
+	lo = x[1]; hi = x[1]; for (i = 1; i <= n["table"]; i++) { if (x[i] < lo) lo = x[i]; if (x[i] > hi) hi = x[i] }
+	split("", y)
+	for (i = 1; i <= n["no-table"]; i++) y[i] = w["no-table", i]
+	nlo = y[1]; nhi = y[1]; for (i = 1; i <= n["no-table"]; i++) { if (y[i] < nlo) nlo = y[i]; if (y[i] > nhi) nhi = y[i] }
 	printf "table-topic benchmark: %d devices, every %d-th changed per run, %d partitions, %d round(s)\n", records, change, partitions, n["table"]
-	printf "%-10s %8s %12s\n", "contender", "wall s", "peak RSS MB"
-	printf "%-10s %8.2f %12.0f\n", "table", mt, rt / 1024
-	printf "%-10s %8.2f %12.0f\n", "no-table", mn, rn / 1024
-	printf "ratio table/no-table: %.2f (median of medians), %.2f (median of per-round ratios)\n", mt / mn, mq
+	printf "%-10s %18s %8s %12s\n", "contender", "wall s (min-max)", "CPU s", "peak RSS MB"
+	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "table", mt, lo, hi, ut, rt / 1024
+	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "no-table", mn, nlo, nhi, un, rn / 1024
+	printf "ratio table/no-table: wall %.2f (median of medians), %.2f (median of per-round ratios); CPU %.2f\n", mt / mn, mq, ut / un
 	printf "table per run: %d devices read back in %.2f s, %s changed, update after the end markers %.2f s\n", dev, ma / 1000, ch[1], mb / 1000
 	printf "first run (empty table, every device added): %.2f s, peak RSS %.0f MB\n", fw, fr / 1024
 }' "$RESULTS" | tee "$RIG/table-report-$RUN.txt"

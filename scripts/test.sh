@@ -204,7 +204,7 @@ integration_tests() {
 	gotest "$COUNTS" -race -count=1 -tags integration -p 1 -timeout 30m "${pkgs[@]}"
 }
 
-bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke; }
+bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke && "$REPO_DIR/bench/table.sh" --smoke; }
 
 # "file:FuzzName" for every fuzz target.
 fuzz_targets() {
@@ -248,7 +248,7 @@ if [[ $MODE == all ]]; then
 	step "Start Kafka and Azurite" start_services
 	step "Integration tests (-tags integration)" integration_tests
 	step "Fuzz smoke (${FUZZTIME} per target)" fuzz_smoke
-	step "Benchmark smoke (bench/run.sh --smoke)" bench_smoke
+	step "Benchmark smoke (bench/run.sh --smoke, bench/table.sh --smoke)" bench_smoke
 fi
 
 section "Summary ($((SECONDS - T0)) s)"

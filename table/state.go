@@ -1,7 +1,6 @@
 package table
 
 import (
-	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"math/bits"
@@ -18,25 +17,49 @@ func hexID(key []byte) (out id, ok bool) {
 	if len(key) != 40 {
 		return out, false
 	}
+	bad := byte(0)
 	for i := range out {
-		hi, ok1 := unhex(key[2*i])
-		lo, ok2 := unhex(key[2*i+1])
-		if !ok1 || !ok2 {
-			return out, false
-		}
-		out[i] = hi<<4 | lo
+		hi, lo := unhexTable[key[2*i]], unhexTable[key[2*i+1]]
+		bad |= hi | lo
+		out[i] = hi<<4 | lo&15
 	}
-	return out, true
+	return out, bad&0x80 == 0
 }
 
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// unhexTable maps '0'-'9' and 'a'-'f' to their values, everything else to
+// 0x80.
+var unhexTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x80
 	}
-	return 0, false
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
+
+// compareID orders ids as bytes.Compare does, comparing 8 bytes at a time.
+func compareID(x, y *id) int {
+	for _, off := range [...]int{0, 8} {
+		a, b := binary.BigEndian.Uint64(x[off:]), binary.BigEndian.Uint64(y[off:])
+		if a != b {
+			if a < b {
+				return -1
+			}
+			return 1
+		}
+	}
+	a, b := binary.BigEndian.Uint32(x[16:]), binary.BigEndian.Uint32(y[16:])
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 const hexDigits = "0123456789abcdef"
@@ -104,7 +127,7 @@ type logEntry struct {
 // The state is allocated outside the Go heap (offHeap).
 func (ps *partState) build(log []logEntry) error {
 	slices.SortFunc(log, func(x, y logEntry) int {
-		if c := bytes.Compare(x.id[:], y.id[:]); c != 0 {
+		if c := compareID(&x.id, &y.id); c != 0 {
 			return c
 		}
 		return int(x.seq) - int(y.seq)
@@ -168,7 +191,7 @@ func (ps *partState) find(d *id) (int, bool) {
 	lo, hi := int(ps.bucket[k]), int(ps.bucket[k+1])
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		switch c := bytes.Compare(ps.entries[m].id[:], d[:]); {
+		switch c := compareID(&ps.entries[m].id, d); {
 		case c == 0:
 			return m, true
 		case c < 0:

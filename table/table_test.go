@@ -1,12 +1,15 @@
 package table
 
 import (
+	"bytes"
 	"context"
+	crand "crypto/rand"
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -594,8 +597,19 @@ func TestDigestStateLookups(t *testing.T) {
 			t.Fatalf("device %d: digest of an older record", i)
 		}
 	}
-	if _, ok := hexID([]byte(strings.Repeat("A", 40))); ok {
-		t.Fatal("uppercase hex accepted as a DeviceId")
+	for _, bad := range []string{strings.Repeat("A", 40), strings.Repeat("0", 39) + "g", strings.Repeat("0", 39) + "/", strings.Repeat("0", 39) + ":", strings.Repeat("0", 39) + "\xff", strings.Repeat("0", 38)} {
+		if _, ok := hexID([]byte(bad)); ok {
+			t.Fatalf("%q accepted as a DeviceId", bad)
+		}
+	}
+	for range 1000 {
+		var x, y id
+		_, _ = crand.Read(x[:])
+		copy(y[:], x[:])
+		y[rand.IntN(20)] ^= byte(1 + rand.IntN(255))
+		if got, want := compareID(&x, &y), bytes.Compare(x[:], y[:]); got != want || compareID(&x, &x) != 0 {
+			t.Fatalf("compareID(%x, %x) = %d, bytes.Compare %d", x, y, got, want)
+		}
 	}
 	if d, ok := hexID([]byte(strings.Repeat("0f", 20))); !ok || string(d.appendHex(nil)) != strings.Repeat("0f", 20) {
 		t.Fatal("hex round trip")

@@ -15,7 +15,7 @@ import (
 
 func TestLoad(t *testing.T) {
 	cl := &kafka.Client{Addr: kafka.TCP("127.0.0.1:19302"), Timeout: 30 * time.Second}
-	tb, err := table.New(table.Config{Topic: "exp.table", RunID: "x", Client: cl, Writer: &kafka.Writer{}, Logger: zerolog.New(os.Stderr)})
+	tb, err := table.New(table.Config{Topic: os.Getenv("TABLE"), RunID: "x", Client: cl, Writer: &kafka.Writer{}, Logger: zerolog.New(os.Stderr)})
 	if err != nil {
 		t.Fatal(err)
 	}
