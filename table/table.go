@@ -209,7 +209,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 	t.n = len(parts)
 	t.parts = make([]partState, t.n)
 	var st kread.Stats
-	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st, MaxBytes: loadFetchBytes}
+	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st, MaxBytes: loadFetchBytes, RawValues: true}
 	var (
 		mu          sync.Mutex
 		foreign     int64
@@ -235,10 +235,14 @@ func (t *Table) Load(ctx context.Context) (err error) {
 			defer freeLog()
 			var nForeign, nMisplaced int64
 			wrong := map[string]bool{} // keys in the wrong partition, not deleted since
+			digester := t.hash.streamer()
 			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *kread.Message) error {
 				d := digest{n: tombstone}
-				if m.Value != nil {
-					d = t.hash.sum(m.Value)
+				if m.RawValue != nil {
+					var err error
+					if d, err = digester.sum(m.RawValue); err != nil {
+						return fmt.Errorf("partition %d offset %d: %w", p.ID, m.Offset, err)
+					}
 				}
 				did, hex := hexID(m.Key)
 				_, ours := m.Header(HeaderChange)
@@ -252,7 +256,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 					}
 					mu.Unlock()
 				case schema.Partition(m.Key, t.n) != p.ID:
-					if m.Value != nil {
+					if m.RawValue != nil {
 						wrong[string(m.Key)] = true
 						nMisplaced++
 					} else {
@@ -262,7 +266,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 					log = append(log, logEntry{entry{id: did, d: d}, uint32(len(log))})
 				default:
 					mu.Lock()
-					if m.Value == nil {
+					if m.RawValue == nil {
 						delete(t.odd, string(m.Key))
 					} else {
 						t.odd[string(m.Key)] = &oddEntry{d: d, inTable: true}

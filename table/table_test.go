@@ -9,7 +9,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -597,6 +599,25 @@ func TestDigestStateLookups(t *testing.T) {
 			t.Fatalf("device %d: digest of an older record", i)
 		}
 	}
+	// Ids that all share their first bytes land in one bucket.
+	var crowd partState
+	var clog []logEntry
+	for i := range 3000 {
+		var d id
+		binary.BigEndian.PutUint32(d[16:], uint32(i*7))
+		clog = append(clog, logEntry{entry{id: d, d: digest{n: 1}}, uint32(i)})
+	}
+	if err := crowd.build(clog); err != nil {
+		t.Fatal(err)
+	}
+	defer crowd.release()
+	for i := range 21000 {
+		var d id
+		binary.BigEndian.PutUint32(d[16:], uint32(i))
+		if _, found := crowd.find(&d); found != (i%7 == 0) {
+			t.Fatalf("crowded id %d: found %v", i, found)
+		}
+	}
 	for _, bad := range []string{strings.Repeat("A", 40), strings.Repeat("0", 39) + "g", strings.Repeat("0", 39) + "/", strings.Repeat("0", 39) + ":", strings.Repeat("0", 39) + "\xff", strings.Repeat("0", 38)} {
 		if _, ok := hexID([]byte(bad)); ok {
 			t.Fatalf("%q accepted as a DeviceId", bad)
@@ -641,5 +662,54 @@ func TestNewKeysGrowAndKeepClaims(t *testing.T) {
 	}
 	if n != len(ids) {
 		t.Fatalf("%d ids held, want %d", n, len(ids))
+	}
+}
+
+func TestStreamedDigestEqualsOneShot(t *testing.T) {
+	h := newHasher()
+	st := h.streamer()
+	buf := make([]byte, 5000)
+	_, _ = crand.Read(buf)
+	for n := 0; n <= len(buf); n += 1 + n/7 {
+		v := buf[:n]
+		// Pieces of random sizes, as kafka-go's pages hand them over.
+		r, w := io.Pipe()
+		go func() {
+			for rest := v; len(rest) > 0; {
+				k := min(len(rest), 1+rand.IntN(300))
+				_, _ = w.Write(rest[:k])
+				rest = rest[k:]
+			}
+			w.Close()
+		}()
+		got, err := st.sum(r)
+		if err != nil || got != h.sum(v) {
+			t.Fatalf("%d bytes: streamed %+v, one-shot %+v (%v)", n, got, h.sum(v), err)
+		}
+	}
+}
+
+func TestSortLogIsTheComparisonSort(t *testing.T) {
+	for _, n := range []int{0, 1, 63, 64, 1000, 20000} {
+		var log []logEntry
+		for i := range n {
+			var d id
+			if i > 0 && rand.IntN(4) == 0 {
+				d = log[rand.IntN(len(log))].id // the same device again, later
+			} else {
+				_, _ = crand.Read(d[:])
+			}
+			log = append(log, logEntry{entry{id: d, d: digest{n: uint32(i)}}, uint32(i)})
+		}
+		want := slices.Clone(log)
+		slices.SortFunc(want, compareLog)
+		got, free, err := sortLog(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d records: sortLog differs from the comparison sort", n)
+		}
+		free()
 	}
 }

@@ -108,6 +108,11 @@ type Message struct {
 	Key       []byte
 	Value     []byte
 	Headers   []kafka.Header
+	// RawValue is the value as kafka-go decoded it, instead of Value,
+	// when the Scanner's RawValues is set: nil for a null value; its
+	// WriteTo hands the bytes over without copying them. Valid only
+	// during the callback.
+	RawValue kafka.Bytes
 }
 
 // Header returns the value of the last header named key.
@@ -140,6 +145,9 @@ type Scanner struct {
 	MaxWait time.Duration
 	// Stats, when set, counts what is read.
 	Stats *Stats
+	// RawValues hands values over as Message.RawValue instead of copying
+	// them into Message.Value.
+	RawValues bool
 }
 
 // ErrStop, returned by a Scan callback, ends the scan without error.
@@ -194,36 +202,54 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 				closeRecords(resp.Records)
 				return fmt.Errorf("kafka: decoding %s[%d] near offset %d: %w", s.Topic, p, offset, err)
 			}
-			if key, err = readBytes(r.Key, key); err == nil {
-				value, err = readBytes(r.Value, value)
-			}
-			// Hand the response's pages back to kafka-go's pool at once.
-			closeBytes(r.Key)
-			closeBytes(r.Value)
-			if err != nil {
-				closeRecords(resp.Records)
-				return fmt.Errorf("kafka: decoding %s[%d] offset %d: %w", s.Topic, p, r.Offset, err)
-			}
 			if s.Stats != nil {
+				n := 0
+				if r.Key != nil {
+					n += r.Key.Len()
+				}
+				if r.Value != nil {
+					n += r.Value.Len()
+				}
 				s.Stats.Messages.Add(1)
-				s.Stats.Bytes.Add(int64(len(key) + len(value)))
+				s.Stats.Bytes.Add(int64(n))
 			}
-			if r.Offset < offset {
-				continue // the batch began before the offset asked for
-			}
-			if to >= 0 && r.Offset >= to {
+			if r.Offset < offset || (to >= 0 && r.Offset >= to) {
+				// Before the offset asked for (a batch can begin earlier),
+				// or past the end.
+				closeBytes(r.Key)
+				closeBytes(r.Value)
+				if r.Offset < offset {
+					continue
+				}
 				stop = true
 				break
+			}
+			key, err = readBytes(r.Key, key)
+			if err == nil && !s.RawValues {
+				value, err = readBytes(r.Value, value)
+			}
+			if err != nil {
+				closeBytes(r.Key)
+				closeBytes(r.Value)
+				closeRecords(resp.Records)
+				return fmt.Errorf("kafka: decoding %s[%d] offset %d: %w", s.Topic, p, r.Offset, err)
 			}
 			msg = Message{Partition: p, Offset: r.Offset, Time: r.Time, Headers: r.Headers}
 			if r.Key != nil {
 				msg.Key = key
 			}
-			if r.Value != nil {
+			switch {
+			case s.RawValues:
+				msg.RawValue = r.Value
+			case r.Value != nil:
 				msg.Value = value
 			}
 			offset = r.Offset + 1
-			if err := fn(&msg); err != nil {
+			err = fn(&msg)
+			// Hand the response's pages back to kafka-go's pool at once.
+			closeBytes(r.Key)
+			closeBytes(r.Value)
+			if err != nil {
 				closeRecords(resp.Records)
 				if errors.Is(err, ErrStop) {
 					return nil
