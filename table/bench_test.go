@@ -49,8 +49,8 @@ func BenchmarkRecordUnchanged(b *testing.B) {
 		if i >= len(lines) && i%len(lines) == 0 {
 			b.StopTimer()
 			for p := range tb.parts {
-				for j := range tb.parts[p].claims {
-					tb.parts[p].claims[j].Store(0)
+				for j := range tb.parts[p].entries {
+					tb.parts[p].entries[j].claim = 0
 				}
 			}
 			b.StartTimer()

@@ -135,22 +135,38 @@ func (s *streamer) sum(r io.Reader) (digest, error) {
 	return digest{n: uint32(s.n), a: s.m.Sum64(), b: s.x.Sum64()}, nil
 }
 
-// entry is one device of the table: 40 bytes.
+// entry is a device's id and digest: 40 bytes.
 type entry struct {
 	id id
 	d  digest
 }
 
+// row is a device of the table: its entry and the claim of the snapshot
+// line found for it (0: none yet; read and written atomically), together
+// in 48 bytes so that a lookup touches one place.
+type row struct {
+	entry
+	claim uint64
+}
+
+// claimOnce sets the claim if none was set; it returns the claim before.
+func (d *row) claimOnce(c uint64) (uint64, bool) {
+	if atomic.CompareAndSwapUint64(&d.claim, 0, c) {
+		return 0, true
+	}
+	return atomic.LoadUint64(&d.claim), false
+}
+
+func (d *row) claimed() bool { return atomic.LoadUint64(&d.claim) != 0 }
+
 // partState is the state of one table partition: its devices sorted by
-// id, a bucket index on the first bits of the id (DeviceIds are SHA-1
-// shaped, hence uniform: one or two devices per bucket), and per device
-// the claim of the snapshot line that was found for it (0: none yet).
+// id and a bucket index on the first bits of the id (DeviceIds are SHA-1
+// shaped, hence uniform: one or two devices per bucket).
 type partState struct {
-	entries []entry
-	claims  []atomic.Uint64
+	entries []row
 	bucket  []int32 // entries with bucket k are entries[bucket[k]:bucket[k+1]]
 	shift   uint
-	free    []func() // unmaps entries, claims and bucket
+	free    []func() // unmaps entries and bucket
 }
 
 // release returns the state's memory.
@@ -241,7 +257,7 @@ func (ps *partState) build(log []logEntry) error {
 			n++
 		}
 	}
-	entries, free, err := offHeap[entry](n) // exact size; the log is dropped
+	entries, free, err := offHeap[row](n) // exact size; the log is dropped
 	if err != nil {
 		return err
 	}
@@ -251,12 +267,8 @@ func (ps *partState) build(log []logEntry) error {
 		if (i+1 < len(log) && log[i+1].id == log[i].id) || log[i].d.n == tombstone {
 			continue
 		}
-		ps.entries = append(ps.entries, log[i].entry)
+		ps.entries = append(ps.entries, row{entry: log[i].entry})
 	}
-	if ps.claims, free, err = offHeap[atomic.Uint64](n); err != nil {
-		return err
-	}
-	ps.free = append(ps.free, free)
 	b := max(0, bits.Len(uint(n/2))) // one or two devices per bucket
 	ps.shift = uint(32 - b)
 	if ps.bucket, free, err = offHeap[int32](1<<b + 1); err != nil {

@@ -351,8 +351,8 @@ func (t *Table) Record(part int, line int64, key, value []byte) error {
 			if !same {
 				claim |= 1
 			}
-			if !ps.claims[i].CompareAndSwap(0, claim) {
-				t.duplicate(key, value, part, line, d, ps.claims[i].Load(), true, e.d)
+			if first, ok := e.claimOnce(claim); !ok {
+				t.duplicate(key, value, part, line, d, first, true, e.d)
 				return nil
 			}
 			if same {
@@ -489,7 +489,7 @@ func (t *Table) Complete(ctx context.Context) error {
 	for p := range t.parts {
 		ps := &t.parts[p]
 		for i := range ps.entries {
-			if ps.claims[i].Load() != 0 {
+			if ps.entries[i].claimed() {
 				continue
 			}
 			tombs = append(tombs, t.tombstone(ps.entries[i].id.appendHex(nil), -1))
