@@ -104,22 +104,25 @@ eval "$("$ROOT/scripts/azurite.sh" env)"
 BROKERS="${IT_KAFKA_BROKERS:?}"
 BLOB="${IT_AZURITE_BLOB:?}"
 
-# serve DIR: upload an export and serve its manifest; prints the API's URL.
+# serve DIR: upload an export and serve its manifest (in this shell, so that
+# cleanup stops the server); sets URL to the API's URL.
 serve() {
-	local url="" i
+	local i
+	URL=""
 	"$GEN" upload --dir "$1" --blob "$BLOB" >&2
 	"$GEN" serve-manifest --dir "$1" >"$1/manifest-$RUN.url" 2>"$1/manifest-$RUN.log" &
 	servers+=($!)
 	for i in $(seq 100); do
-		url="$(head -n1 "$1/manifest-$RUN.url" 2>/dev/null || true)"
-		[[ "$url" == http://* ]] && break
+		URL="$(head -n1 "$1/manifest-$RUN.url" 2>/dev/null || true)"
+		[[ "$URL" == http://* ]] && return 0
 		sleep 0.1
 	done
-	[[ "$url" == http://* ]] || die "manifest server for $1 did not start"
-	echo "$url"
+	die "manifest server for $1 did not start"
 }
-URL_A="$(serve "$DATA_A")"
-URL_B="$(serve "$DATA_B")"
+serve "$DATA_A"
+URL_A="$URL"
+serve "$DATA_B"
+URL_B="$URL"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
