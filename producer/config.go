@@ -62,6 +62,9 @@ type Config struct {
 	Topic string
 	// DLQTopic receives rejected lines when set (KAFKA_DLQ_TOPIC).
 	DLQTopic string
+	// TableTopic is the compacted device table, when set
+	// (KAFKA_TABLE_TOPIC; package table).
+	TableTopic string
 	// Compression is none, gzip, snappy, lz4 or zstd (KAFKA_COMPRESSION,
 	// default lz4: cheapest CPU per byte saved on the producer).
 	Compression string
@@ -172,6 +175,13 @@ func (c Config) Validate() error {
 			add("KAFKA_DLQ_TOPIC: %w", err)
 		} else if c.DLQTopic == c.Topic {
 			add("KAFKA_DLQ_TOPIC: must differ from KAFKA_TOPIC")
+		}
+	}
+	if c.TableTopic != "" {
+		if err := validTopic(c.TableTopic); err != nil {
+			add("KAFKA_TABLE_TOPIC: %w", err)
+		} else if c.TableTopic == c.Topic || c.TableTopic == c.DLQTopic {
+			add("KAFKA_TABLE_TOPIC: must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
 		}
 	}
 	if _, err := compressionCodec(c.Compression); err != nil {

@@ -30,29 +30,13 @@ func NewKafka(cfg Config, log zerolog.Logger) (*Kafka, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := cfg.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	mech, err := cfg.saslMechanism()
-	if err != nil {
-		return nil, err
-	}
 	codec, err := compressionCodec(cfg.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("KAFKA_COMPRESSION: %w", err)
 	}
-	transport := &kafka.Transport{
-		Dial:        cfg.dialer(),
-		DialTimeout: cfg.DialTimeout,
-		IdleTimeout: 5 * time.Minute,
-		// The transport routes every produce request by its cached
-		// metadata; a short TTL bounds how long requests go to a former
-		// leader after a leader change.
-		MetadataTTL: 3 * time.Second,
-		ClientID:    "tvm2kafka",
-		TLS:         tlsCfg,
-		SASL:        mech,
+	transport, err := NewTransport(cfg)
+	if err != nil {
+		return nil, err
 	}
 	k := &Kafka{
 		cfg:       cfg,

@@ -162,7 +162,7 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds KAFKA_MAX_MESSAGE_BYTES (%d)", size, s.cfg.MaxMessageBytes))
 	}
 	p := schema.Partition(key, s.cfg.Partitions)
-	if err := s.main.streams[p].add(ctx, kindRecord, ln.Number, key, ln.Bytes, false, hdrs[:]); err != nil {
+	if err := s.main.streams[p].add(ctx, kindRecord, position{int32(pr.part.Index), ln.Number}, key, ln.Bytes, false, hdrs[:]); err != nil {
 		return err
 	}
 	pr.records++

@@ -8,7 +8,8 @@
 #
 # On a fresh machine it installs what is missing: kcat (Debian), Go modules, staticcheck
 # (go install, pinned below), the Kafka jars (Maven Central, cached in
-# ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}) and Azurite (npm).
+# ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}), Azurite (npm) and the Kafka Streams application
+# of the end-to-end tests (Maven, scripts/streamsapp.sh).
 # Services it started are stopped on exit, also when a step fails or it is interrupted.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
 #
@@ -209,6 +210,7 @@ start_services() {
 	echo "azurite start: $((SECONDS - t0)) s"
 	eval "$("$SCRIPT_DIR/kafka.sh" env)"
 	eval "$("$SCRIPT_DIR/azurite.sh" env)"
+	eval "$("$SCRIPT_DIR/streamsapp.sh" env)"
 	env | grep '^IT_' | grep -v PASSWORD | sort
 }
 
@@ -227,7 +229,7 @@ integration_tests() {
 	gotest "$COUNTS" -race -count=1 -tags integration -p 1 -timeout 30m "${pkgs[@]}"
 }
 
-bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke; }
+bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke && "$REPO_DIR/bench/table.sh" --smoke; }
 
 # "file:FuzzName" for every fuzz target.
 fuzz_targets() {
@@ -256,8 +258,10 @@ fuzz_smoke() {
 # ------------------------------------------------------------------ run
 step "Tools" check_tools
 if [[ $MODE == all && ${#FAILED[@]} -eq 0 ]]; then
-	# Fetch the Kafka jars and Azurite while the Go steps run.
-	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install) >"$RIG_DIR/prefetch.log" 2>&1 &
+	# Fetch the Kafka jars and Azurite, and build the Kafka Streams application of the
+	# end-to-end tests (Maven), while the Go steps run.
+	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install && "$SCRIPT_DIR/streamsapp.sh" build) \
+		>"$RIG_DIR/prefetch.log" 2>&1 &
 	PREFETCH_PID=$!
 fi
 step "Go modules" go_modules
@@ -271,7 +275,7 @@ if [[ $MODE == all ]]; then
 	step "Start Kafka and Azurite" start_services
 	step "Integration tests (-tags integration)" integration_tests
 	step "Fuzz smoke (${FUZZTIME} per target)" fuzz_smoke
-	step "Benchmark smoke (bench/run.sh --smoke)" bench_smoke
+	step "Benchmark smoke (bench/run.sh --smoke, bench/table.sh --smoke)" bench_smoke
 fi
 
 section "Summary ($((SECONDS - T0)) s)"

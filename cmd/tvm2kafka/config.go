@@ -71,6 +71,7 @@ func settings() []setting {
 		{env: "KAFKA_BROKERS", flag: "kafka-brokers", help: "comma-separated host:port (required)"},
 		{env: "KAFKA_TOPIC", flag: "kafka-topic", def: d.Topic, help: "target topic; created when missing"},
 		{env: "KAFKA_DLQ_TOPIC", flag: "kafka-dlq-topic", help: "topic for rejected lines (optional; created when missing)"},
+		{env: "KAFKA_TABLE_TOPIC", flag: "kafka-table-topic", help: "compacted topic holding the current device table: one record per device, tombstones for removed devices (optional; created when missing with cleanup.policy=compact)"},
 		{env: "KAFKA_COMPRESSION", flag: "kafka-compression", def: d.Compression, help: "none | gzip | snappy | lz4 | zstd"},
 		{env: "KAFKA_TOPIC_PARTITIONS", flag: "kafka-topic-partitions", def: strconv.Itoa(d.TopicPartitions), help: "partitions of a topic this tool creates (an existing topic is used as it is)"},
 		{env: "KAFKA_TOPIC_REPLICATION_FACTOR", flag: "kafka-topic-replication-factor", def: strconv.Itoa(d.TopicReplicationFactor), help: "replication factor of a created topic; -1 = the broker's default"},
@@ -109,10 +110,15 @@ type lookupFunc func(string) (string, bool)
 type rawValues map[string]string
 
 func resolve(fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawValues, error) {
+	return resolveSettings(settings(), fs, set, lookup)
+}
+
+// resolveSettings is resolve for the settings of list only.
+func resolveSettings(list []setting, fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawValues, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	out := rawValues{}
-	for _, s := range settings() {
+	for _, s := range list {
 		if s.env == "" {
 			continue
 		}
@@ -147,11 +153,16 @@ func resolve(fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawVa
 // newFlagSet registers a flag for every setting. It prints nothing itself:
 // parseFlags reports errors and help.
 func newFlagSet(name string) (*flag.FlagSet, map[string]*string) {
+	return newFlagSetOf(name, settings())
+}
+
+// newFlagSetOf registers a flag for every setting of list.
+func newFlagSetOf(name string, list []setting) (*flag.FlagSet, map[string]*string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	vals := map[string]*string{}
-	for _, s := range settings() {
+	for _, s := range list {
 		if s.env == "" {
 			continue
 		}
@@ -178,7 +189,8 @@ func printRunUsage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  --%s / %s (default %s)\n      %s\n", s.flag, s.env, def, s.help)
 	}
-	fmt.Fprintln(w, "\nExit status: 0 snapshot complete, 1 snapshot failed (abort markers written), 2 bad configuration or usage.")
+	fmt.Fprintln(w, "\nExit status: 0 snapshot complete or export unchanged, 1 snapshot failed (abort markers written where")
+	fmt.Fprintln(w, "start markers were) or another run is publishing, 2 bad configuration or usage.")
 }
 
 // stringFlag keeps a flag's text for resolve; a boolean setting's flag
@@ -371,6 +383,7 @@ func parseConfig(v rawValues) (*config, error) {
 	}
 	k.Topic = v["KAFKA_TOPIC"]
 	k.DLQTopic = v["KAFKA_DLQ_TOPIC"]
+	k.TableTopic = v["KAFKA_TABLE_TOPIC"]
 	k.Compression = strings.ToLower(v["KAFKA_COMPRESSION"])
 	k.TopicPartitions = intVal("KAFKA_TOPIC_PARTITIONS", 1, 100000)
 	k.TopicReplicationFactor = intVal("KAFKA_TOPIC_REPLICATION_FACTOR", -1, 1000)

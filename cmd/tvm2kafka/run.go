@@ -28,6 +28,8 @@ Usage:
                            HTTP endpoint for Prometheus (/metrics) and probes (/healthz, /readyz)
   tvm2kafka demo  [flags]  the same pipeline against an embedded broker, Defender API and
                            blob store with a synthetic export; reads the topic back and verifies it
+  tvm2kafka verify [flags] reports the newest snapshot in the topic, partition by partition;
+                           exit 0 only when it is complete (a cron / monitoring check)
   tvm2kafka version        the version, the Go version and the commit
   tvm2kafka help           this text; "tvm2kafka run --help" lists every setting
 
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 		return cmdServe(ctx, args[1:], lookup, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return cmdVerify(ctx, args[1:], lookup, stdout, stderr)
 	case "version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -57,7 +61,7 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 		printRunUsage(stdout)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "tvm2kafka: unknown command %q (commands: run, serve, demo, version, help)\nRun 'tvm2kafka help' for usage.\n", args[0])
+	fmt.Fprintf(stderr, "tvm2kafka: unknown command %q (commands: run, serve, demo, verify, version, help)\nRun 'tvm2kafka help' for usage.\n", args[0])
 	return exitUsage
 }
 
@@ -219,10 +223,14 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		pub                       producer.Publisher
 		partitions, dlqPartitions int
 		k                         *producer.Kafka
+		tbl                       *tableTopic
 	)
 	if cfg.dryRun {
 		pub, partitions, dlqPartitions = producer.Discard(), cfg.kafka.TopicPartitions, cfg.kafka.TopicPartitions
 		log.Warn().Int("partitions", partitions).Msg("dry run: records and markers are built and counted, then discarded; nothing is published and no broker is contacted")
+		if cfg.kafka.TableTopic != "" {
+			log.Warn().Str("table_topic", cfg.kafka.TableTopic).Msg("dry run: the table topic is neither read nor written")
+		}
 	} else {
 		kcfg := cfg.kafka
 		if kcfg.SASLMechanism == producer.SASLOAuthBearer {
@@ -253,6 +261,17 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		}
 		log.Info().Str("topic", cfg.kafka.Topic).Int("partitions", n).Bool("created", created).Msg("kafka topic ready")
 		pub, partitions = k, n
+		if cfg.kafka.TableTopic != "" {
+			tctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+			var code int
+			tbl, code, err = openTable(tctx, cfg, k, log)
+			cancel()
+			if err != nil {
+				out.result, out.code, out.err = resultFailed, code, err
+				return out
+			}
+			defer tbl.close()
+		}
 	}
 
 	log.Info().Str("auth", kind).Str("api", cfg.apiURL).Msg("requesting export")
@@ -267,6 +286,14 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	if k != nil {
 		if done := checkTail(ctx, k, cfg, manifest, partitions, log, &out); done {
 			return out
+		}
+	}
+
+	// The table is read back only for a snapshot that is published.
+	var observer producer.Observer
+	if tbl != nil {
+		if observer, err = tbl.load(ctx, manifest, runID, cfg.retryMax, log); err != nil {
+			return fail(err, "table topic: cannot read it back; nothing was published")
 		}
 	}
 
@@ -289,6 +316,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		Retryable:       source.IsRetryable,
 		RetryMaxElapsed: cfg.retryMax,
 		Logger:          log,
+		Observer:        observer,
 	}, blobs, pub)
 	if err != nil {
 		return fail(err, "snapshot")
@@ -305,6 +333,11 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		if !cfg.dryRun {
 			out.topicGeneratedTime = manifest.GeneratedTime
 		}
+	case producer.IsComplete(err):
+		// The snapshot is complete, its observer (the table topic) is
+		// behind: exit 1 so that operators see it.
+		out.result, out.code, out.err = resultComplete, exitFailed, err
+		out.topicGeneratedTime = manifest.GeneratedTime
 	case res.Aborted:
 		out.result, out.code, out.err = resultAborted, exitFailed, err
 	default:
