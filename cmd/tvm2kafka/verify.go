@@ -26,7 +26,7 @@ var verifyEnv = map[string]bool{
 	"KAFKA_SASL_MECHANISM": true, "KAFKA_SASL_USERNAME": true, "KAFKA_SASL_PASSWORD": true,
 	"KAFKA_TLS": true, "KAFKA_TLS_CA_FILE": true, "KAFKA_TLS_CERT_FILE": true, "KAFKA_TLS_KEY_FILE": true,
 	"KAFKA_TLS_KEY_PASSWORD": true,
-	"LOG_LEVEL": true, "LOG_FORMAT": true,
+	"LOG_LEVEL":              true, "LOG_FORMAT": true,
 }
 
 func verifySettings() []setting {
