@@ -189,7 +189,7 @@ END {
 	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "table", mt, lo, hi, ut, rt / 1024
 	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "no-table", mn, nlo, nhi, un, rn / 1024
 	printf "ratio table/no-table: wall %.2f (median of medians), %.2f (median of per-round ratios); CPU %.2f\n", mt / mn, mq, ut / un
-	printf "table per run: %d devices read back in %.2f s, %s changed, update after the end markers %.2f s\n", dev, ma / 1000, ch[1], mb / 1000
+	printf "table per run: %d devices read back in %.2f s, %s changed, update after the end markers %.2f s\n", dev, ma, ch[1], mb
 	printf "first run (empty table, every device added): %.2f s, peak RSS %.0f MB\n", fw, fr / 1024
 }' "$RESULTS" | tee "$RIG/table-report-$RUN.txt"
 log "results: $RESULTS"
