@@ -48,7 +48,7 @@ func proxied(t *testing.T) (*KafkaProxy, func(...kgo.Opt) *kgo.Client, func() []
 			}),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.ProducerLinger(0),
-			kgo.MetadataMinAge(10*time.Millisecond),
+			kgo.MetadataMinAge(10 * time.Millisecond),
 			kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }),
 		}, opts...)...)
 		if err != nil {
