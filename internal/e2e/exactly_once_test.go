@@ -23,6 +23,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
 	"github.com/tvm2kafka/tvm2kafka/internal/testrig"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -456,5 +457,132 @@ func TestClusterExactlyOnceAfterAnAppendedProduceFails(t *testing.T) {
 				assertEvents(t, res.Stderr, ev, "topic", "partition")
 			}
 		})
+	}
+}
+
+// TestClusterRollingRestartPublishesEveryRecordOnce restarts the three
+// brokers of the cluster one after another — each back in the ISR of every
+// partition before the next goes — during a 1,000,000-record run, as an
+// operator does for an upgrade: with SIGTERM (controlled shutdown: the
+// leaders move away first) and with SIGKILL (a crash: the controller
+// fences the node after its session timeout). Blob downloads are slowed
+// while the brokers restart so that records flow through every restart,
+// and the last part is held until the restarts are done so that the run
+// cannot end before them. The run completes (exit 0) with every record
+// once and exact counts, and its log shows the leader changes it went
+// through.
+func TestClusterRollingRestartPublishesEveryRecordOnce(t *testing.T) {
+	c := testrig.ClusterEnv(t)
+	if testing.Short() {
+		t.Skip("1,000,000 records and six broker restarts")
+	}
+	const devices, parts, partitions = 1_000_000, 8, 6
+	began := time.Now()
+	w := newWorld(t, devices, parts)
+	want := expectedHash(t, w)
+	t.Logf("export of %d records in %d parts ready in %v", devices, parts, time.Since(began).Round(time.Millisecond))
+	for _, v := range []struct {
+		name string
+		kill bool
+	}{{"SIGTERM", false}, {"SIGKILL", true}} {
+		t.Run(v.name, func(t *testing.T) {
+			rollingRestart(t, c, w, want, partitions, v.kill)
+		})
+	}
+}
+
+func rollingRestart(t *testing.T, c testrig.Cluster, w *world, want uint64, partitions int, kill bool) {
+	began := time.Now()
+	topic := testrig.UniqueName(t, "mde")
+	c.CreateTopic(t, topic, partitions, 3)
+
+	// Cap the downloads so that the parts not held take at least 60 s
+	// (about what a race-detector build publishes on two cores anyway,
+	// so the cap rarely binds here): records keep flowing through all
+	// three restarts on a faster machine too. Lifted once the brokers are
+	// restarted.
+	order := partOrder(w)
+	last := order[len(order)-1].Name
+	var flowing int64
+	for _, p := range order[:len(order)-1] {
+		flowing += int64(len(w.blobs[p.Name]))
+	}
+	w.blobProx.SetRate(flowing / 60)
+	t.Cleanup(func() { w.blobProx.SetRate(0) })
+	hold := make(chan struct{})
+	w.blobProx.Inject(last, fakes.Fault{Hold: hold})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			w.blobProx.SetRate(0)
+			close(hold)
+		}
+	}
+	t.Cleanup(release)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd, stdout, _ := w.command(ctx, map[string]string{
+		"KAFKA_BROKERS": c.BrokerList(), "KAFKA_TOPIC": topic, "LOG_LEVEL": "info",
+	}, "run")
+	stderr := &testutil.SyncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	adm := kadm.NewClient(c.Client(t))
+	published := func() int64 {
+		qctx, qcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer qcancel()
+		ends, err := adm.ListEndOffsets(qctx, topic)
+		if err != nil || ends.Error() != nil {
+			return -1
+		}
+		var n int64
+		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		return n
+	}
+	fcPoll(t, "records to flow", 2*time.Minute, exited, stderr, func() bool {
+		return published() >= int64(partitions)+20_000
+	})
+	for _, node := range c.Nodes {
+		before := published()
+		if err := c.Restart(t, ctx, node, kill); err != nil {
+			t.Fatalf("%v\nrun's log:\n%s", err, tail(stderr.String(), 30))
+		}
+		var after int64
+		fcPoll(t, "the cluster to answer after the restart", time.Minute, exited, stderr, func() bool {
+			after = published()
+			return after >= 0
+		})
+		t.Logf("node %d restarted while %d messages were published (%d in the topic)", node, after-before, after)
+		if after <= before {
+			t.Fatalf("no message was published while node %d restarted: the restart missed the run", node)
+		}
+	}
+	restarted := time.Since(began)
+	release()
+
+	var err error
+	select {
+	case err = <-exited:
+	case <-ctx.Done():
+		t.Fatalf("tvm2kafka did not finish\n%s", tail(stderr.String(), 40))
+	}
+	out := stderr.String()
+	w.assertNoSecrets(stdout.String() + out)
+	if err != nil {
+		t.Fatalf("exit %v after the rolling restart\n%s", err, tail(out, 40))
+	}
+	t.Logf("run done %v after its start (rolling restart over after %v)", time.Since(began).Round(time.Second), restarted.Round(time.Second))
+	checkExactlyOnce(t, c, w, topic, runID(t, out), partitions)
+	evs := assertEvents(t, out, "partition leader changed", "topic", "partition", "leader", "previous_leader")
+	t.Logf("%d leader changes logged, %d produce retries", len(evs), len(logEvents(out, "produce failed; retrying")))
+	if got := summaryOf(t, out)["records"]; got != float64(w.opts.Devices) {
+		t.Fatalf("summary records %v, want %d", got, w.opts.Devices)
 	}
 }
