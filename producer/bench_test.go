@@ -5,22 +5,26 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
-// newBenchPart returns a partRun and a batch for building messages.
-func newBenchPart(tb testing.TB) (*partRun, *batch) {
+// newBenchPart returns a partRun whose snapshot appends to a dry-run
+// writer of 12 partitions.
+func newBenchPart(tb testing.TB) *partRun {
 	tb.Helper()
 	m := newManifest(tb, 1)
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: 12, RunID: "0d8d8e0e-3c43-4d43-9f5e-2f1b1c1d1e1f"},
+	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: 12, RunID: "0d8d8e0e-3c43-4d43-9f5e-2f1b1c1d1e1f"},
 		newMemParts(nil), Discard())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pr := &partRun{s: s, part: m.Parts[0], hPart: []byte("0")}
-	return pr, s.getBatch()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.main, err = newTopicWriter(ctx, s.pub, s.writerConfig("records", 12, nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.main.close(); cancel() })
+	return &partRun{s: s, part: m.Parts[0], hPart: []byte("0")}
 }
 
 func benchLines(n int) [][]byte {
@@ -32,57 +36,41 @@ func benchLines(n int) [][]byte {
 	return lines
 }
 
-// TestBuildRecordZeroAllocs: turning a line into a record message
-// allocates nothing once the batch buffers have grown.
+// TestBuildRecordZeroAllocs: turning a line into a record of its
+// partition's batch allocates nothing once the batch buffers have grown.
 func TestBuildRecordZeroAllocs(t *testing.T) {
-	pr, b := newBenchPart(t)
+	pr := newBenchPart(t)
 	lines := benchLines(64)
+	ctx := context.Background()
 	var n int64
 	add := func() {
-		if len(b.msgs) >= pr.s.batchRecords || len(b.arena) >= pr.s.batchBytes {
-			b.reset()
-		}
 		n++
-		pr.add(b, schema.Line{Number: n, Bytes: lines[n%64], Length: int64(len(lines[n%64]))})
+		if err := pr.add(ctx, schema.Line{Number: n, Bytes: lines[n%64], Length: int64(len(lines[n%64]))}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for range 3 * pr.s.batchRecords { // grow the buffers
+	for range 20000 { // grow the buffers of every partition
 		add()
 	}
 	if allocs := testing.AllocsPerRun(5000, add); allocs != 0 {
 		t.Fatalf("%.2f allocations per record, want 0", allocs)
 	}
-	if len(b.msgs) == 0 || b.records != int64(len(b.msgs)) {
-		t.Fatalf("batch holds %d messages, %d records", len(b.msgs), b.records)
+	if pr.records != n {
+		t.Fatalf("%d records built of %d lines", pr.records, n)
 	}
 }
 
 func BenchmarkBuildRecord(b *testing.B) {
-	pr, bt := newBenchPart(b)
-	lines := benchLines(256)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(lines[0])))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if len(bt.msgs) >= pr.s.batchRecords || len(bt.arena) >= pr.s.batchBytes {
-			bt.reset()
-		}
-		l := lines[i%len(lines)]
-		pr.add(bt, schema.Line{Number: int64(i + 1), Bytes: l, Length: int64(len(l))})
-	}
-}
-
-func BenchmarkBalancer(b *testing.B) {
-	bal := &Balancer{Topic: "records"}
-	parts := []int{0, 1, 2, 3, 4, 5}
-	rec := kafka.Message{Topic: "records", Partition: 3, Key: []byte(deviceID(0, 1))}
-	dlq := kafka.Message{Topic: "dlq", Key: []byte(deviceID(0, 2))}
+	pr := newBenchPart(b)
+	lines := benchLines(64)
+	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if bal.Balance(rec, parts...) != 3 {
-			b.Fatal("wrong partition")
+		l := lines[i%64]
+		if err := pr.add(ctx, schema.Line{Number: int64(i + 1), Bytes: l, Length: int64(len(l))}); err != nil {
+			b.Fatal(err)
 		}
-		_ = bal.Balance(dlq, parts...)
 	}
 }
 

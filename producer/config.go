@@ -25,7 +25,6 @@ const (
 	DefaultTopicReplicationFactor = -1
 	DefaultMaxMessageBytes        = 1_000_000
 	DefaultBatchBytes             = 1_000_000
-	DefaultBatchSize              = 1000
 	DefaultBatchTimeout           = 5 * time.Millisecond
 	DefaultWriteTimeout           = 30 * time.Second
 	DefaultDialTimeout            = 10 * time.Second
@@ -75,18 +74,20 @@ type Config struct {
 	// default.replication.factor (KAFKA_TOPIC_REPLICATION_FACTOR).
 	TopicReplicationFactor int
 
-	// MaxMessageBytes bounds one record (KAFKA_MAX_MESSAGE_BYTES, default
-	// 1,000,000, the broker's default message.max.bytes less headroom);
-	// longer lines are rejected without being buffered.
+	// MaxMessageBytes bounds one record: its key, value and headers (names
+	// and values) together (KAFKA_MAX_MESSAGE_BYTES, default 1,000,000,
+	// the broker's default message.max.bytes less headroom); a line whose
+	// record would be larger is rejected, and a line longer than that is
+	// rejected without being buffered.
 	MaxMessageBytes int
 
-	// BatchBytes, BatchSize and BatchTimeout are the kafka-go Writer's
-	// per-partition batching (KAFKA_BATCH_BYTES default 1,000,000 — under
-	// Azure Event Hubs' 1 MB request limit —, KAFKA_BATCH_SIZE default
-	// 1000, KAFKA_BATCH_TIMEOUT default 5ms). The writer's batch bytes is
-	// raised to MaxMessageBytes when smaller.
+	// BatchBytes and BatchTimeout are the per-partition batching: a
+	// partition's batch is sent when it holds BatchBytes of records
+	// (default 1,000,000 — under Azure Event Hubs' 1 MB request limit;
+	// raised to MaxMessageBytes when smaller) or when its first record is
+	// BatchTimeout old (default 5ms) and no request of the partition is
+	// in flight.
 	BatchBytes   int64
-	BatchSize    int
 	BatchTimeout time.Duration
 
 	// WriteTimeout bounds one produce request (KAFKA_WRITE_TIMEOUT,
@@ -108,7 +109,6 @@ func DefaultConfig() Config {
 		TopicReplicationFactor: DefaultTopicReplicationFactor,
 		MaxMessageBytes:        DefaultMaxMessageBytes,
 		BatchBytes:             DefaultBatchBytes,
-		BatchSize:              DefaultBatchSize,
 		BatchTimeout:           DefaultBatchTimeout,
 		WriteTimeout:           DefaultWriteTimeout,
 		DialTimeout:            DefaultDialTimeout,
@@ -194,9 +194,6 @@ func (c Config) Validate() error {
 	}
 	if c.BatchBytes < 1 {
 		add("KAFKA_BATCH_BYTES: must be positive, got %d", c.BatchBytes)
-	}
-	if c.BatchSize < 1 {
-		add("KAFKA_BATCH_SIZE: must be positive, got %d", c.BatchSize)
 	}
 	if c.BatchTimeout <= 0 {
 		add("KAFKA_BATCH_TIMEOUT: must be positive, got %s", c.BatchTimeout)

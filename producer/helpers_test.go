@@ -156,7 +156,7 @@ func readTopic(t testing.TB, addrs []string, topic string) []*kgo.Record {
 	return out
 }
 
-func header(r *kgo.Record, key string) (string, bool) {
+func recHeader(r *kgo.Record, key string) (string, bool) {
 	for _, h := range r.Headers {
 		if h.Key == key {
 			return string(h.Value), true
@@ -185,7 +185,7 @@ func decodeMarker(t testing.TB, r *kgo.Record) schema.Marker {
 	if err := dec.Decode(&m); err != nil {
 		t.Fatalf("marker value %s: %v", r.Value, err)
 	}
-	kind, _ := header(r, schema.HeaderMarker)
+	kind, _ := recHeader(r, schema.HeaderMarker)
 	if kind != string(m.Marker) {
 		t.Fatalf("marker header %q != value marker %q", kind, m.Marker)
 	}

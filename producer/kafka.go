@@ -5,67 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/protocol/initproducerid"
 )
 
-// MessageWriter writes messages and returns once all of them are
-// acknowledged or failed. *kafka.Writer (synchronous) satisfies it; a
-// partial failure is reported as kafka.WriteErrors, one entry per message.
-type MessageWriter interface {
-	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
-}
-
-// MessageWriterFunc adapts a function to MessageWriter.
-type MessageWriterFunc func(ctx context.Context, msgs ...kafka.Message) error
-
-// WriteMessages calls f.
-func (f MessageWriterFunc) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
-	return f(ctx, msgs...)
-}
-
-// Discard returns a MessageWriter that acknowledges everything and keeps
-// nothing: the dry-run sink.
-func Discard() MessageWriter {
-	return MessageWriterFunc(func(context.Context, ...kafka.Message) error { return nil })
-}
-
-// isolatedWriter is implemented by writers that can send one message in a
-// produce request of its own. The pipeline uses it to find out which
-// message of a batch the broker refused as MESSAGE_TOO_LARGE: kafka-go
-// reports the batch's error for every message in it.
-type isolatedWriter interface {
-	WriteIsolated(ctx context.Context, msg kafka.Message) error
-}
-
-// Balancer routes messages of Topic to the partition the pipeline computed
-// (Message.Partition, schema.Partition of the key for records, explicit for
-// markers) and messages of any other topic (the DLQ) with the Java
-// client's murmur2 partitioner.
-type Balancer struct {
-	Topic string
-}
-
-// Balance implements kafka.Balancer.
-func (b *Balancer) Balance(msg kafka.Message, partitions ...int) int {
-	if msg.Topic == b.Topic {
-		return msg.Partition
-	}
-	return kafka.Murmur2Balancer{}.Balance(msg, partitions...)
-}
-
-// Kafka holds one Transport (TLS, SASL), a Client for metadata and topic
-// creation on that transport, and the Writer.
+// Kafka holds one Transport (TLS, SASL) and a Client on it: metadata, topic
+// creation and the idempotent produce path of the snapshot pipeline.
 type Kafka struct {
 	cfg       Config
 	log       zerolog.Logger
 	transport *kafka.Transport
 	client    *kafka.Client
-	writer    *kafka.Writer
-	single    *kafka.Writer // BatchSize 1: isolates a message refused as too large
+	codec     kafka.Compression
 }
 
 // NewKafka validates cfg and builds the Kafka side. It makes no network
@@ -90,64 +47,105 @@ func NewKafka(cfg Config, log zerolog.Logger) (*Kafka, error) {
 		Dial:        (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		DialTimeout: cfg.DialTimeout,
 		IdleTimeout: 5 * time.Minute,
-		MetadataTTL: 10 * time.Second,
+		// The transport routes every produce request by its cached
+		// metadata; a short TTL bounds how long requests go to a former
+		// leader after a leader change.
+		MetadataTTL: 3 * time.Second,
 		ClientID:    "tvm2kafka",
 		TLS:         tlsCfg,
 		SASL:        mech,
-	}
-	addr := kafka.TCP(cfg.Brokers...)
-	batchBytes := max(cfg.BatchBytes, int64(cfg.MaxMessageBytes))
-	errLog := kafka.LoggerFunc(func(msg string, args ...any) {
-		log.Debug().Str("component", "kafka-go").Msgf(msg, args...)
-	})
-	newWriter := func(batchSize int) *kafka.Writer {
-		return &kafka.Writer{
-			Addr:                   addr,
-			Balancer:               &Balancer{Topic: cfg.Topic},
-			MaxAttempts:            3,
-			WriteBackoffMin:        100 * time.Millisecond,
-			WriteBackoffMax:        time.Second,
-			BatchSize:              batchSize,
-			BatchBytes:             batchBytes,
-			BatchTimeout:           cfg.BatchTimeout,
-			ReadTimeout:            cfg.WriteTimeout,
-			WriteTimeout:           cfg.WriteTimeout,
-			RequiredAcks:           kafka.RequireAll,
-			Compression:            codec,
-			ErrorLogger:            errLog,
-			Transport:              transport,
-			AllowAutoTopicCreation: false,
-		}
 	}
 	k := &Kafka{
 		cfg:       cfg,
 		log:       log,
 		transport: transport,
-		client:    &kafka.Client{Addr: addr, Timeout: cfg.WriteTimeout, Transport: transport},
-		writer:    newWriter(cfg.BatchSize),
-		single:    newWriter(1),
+		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cfg.WriteTimeout, Transport: transport},
+		codec:     codec,
 	}
 	return k, nil
 }
 
-// Writer returns the MessageWriter of the snapshot pipeline.
-func (k *Kafka) Writer() MessageWriter { return kafkaWriter{k} }
-
-type kafkaWriter struct{ k *Kafka }
-
-func (w kafkaWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
-	return w.k.writer.WriteMessages(ctx, msgs...)
-}
-
-func (w kafkaWriter) WriteIsolated(ctx context.Context, msg kafka.Message) error {
-	return w.k.single.WriteMessages(ctx, msg)
-}
-
-// Close flushes and closes the writers and the transport's idle connections.
+// Close closes the transport's idle connections.
 func (k *Kafka) Close() error {
-	err := errors.Join(k.writer.Close(), k.single.Close())
 	k.transport.CloseIdleConnections()
-	return err
+	return nil
+}
+
+// produce implements produceClient with kafka-go's Client.RawProduce: the
+// transport routes the request to the partition's leader.
+func (k *Kafka) produce(ctx context.Context, topic string, partition int, batch []byte) error {
+	resp, err := k.client.RawProduce(ctx, &kafka.RawProduceRequest{
+		Topic:        topic,
+		Partition:    partition,
+		RequiredAcks: kafka.RequireAll,
+		RawRecords:   protocol.RawRecordSet{Reader: &bytesReader{b: batch}},
+	})
+	if err != nil {
+		return err
+	}
+	return resp.Error
+}
+
+// leader implements produceClient from the transport's cached metadata.
+func (k *Kafka) leader(ctx context.Context, topic string, partition int) (int, error) {
+	resp, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return -1, err
+	}
+	for _, t := range resp.Topics {
+		if t.Name != topic {
+			continue
+		}
+		for _, p := range t.Partitions {
+			if p.ID == partition {
+				return p.Leader.ID, nil
+			}
+		}
+	}
+	return -1, fmt.Errorf("kafka: no metadata for partition %d of topic %q", partition, topic)
+}
+
+// initProducerID implements produceClient: an InitProducerId request
+// without a transactional id, which any broker answers with a new producer
+// id (epoch 0) for Kafka's idempotent-producer protocol.
+func (k *Kafka) initProducerID(ctx context.Context) (producerID, error) {
+	m, err := k.transport.RoundTrip(ctx, k.client.Addr, &initProducerIDRequest{
+		TransactionTimeoutMs: 60_000,
+		ProducerID:           -1,
+		ProducerEpoch:        -1,
+	})
+	if err != nil {
+		return producerID{}, err
+	}
+	res, ok := m.(*initproducerid.Response)
+	if !ok {
+		return producerID{}, fmt.Errorf("kafka: unexpected InitProducerId answer %T", m)
+	}
+	if res.ErrorCode != 0 {
+		return producerID{}, kafka.Error(res.ErrorCode)
+	}
+	return producerID{id: res.ProducerID, epoch: res.ProducerEpoch}, nil
+}
+
+// initProducerIDRequest is kafka-go's InitProducerId request under a type of
+// its own. kafka-go's request type names a transaction, so its transport
+// would first look for the transaction coordinator of the empty
+// transactional id — which creates __transaction_state on the cluster and
+// fails on brokers without transactions (Azure Event Hubs standard tier).
+// An idempotent producer needs no coordinator: this type routes the request
+// to one broker. The layout is kafka-go's, so kafka-go encodes it.
+type initProducerIDRequest initproducerid.Request
+
+// ApiKey implements protocol.Message.
+func (r *initProducerIDRequest) ApiKey() protocol.ApiKey { return protocol.InitProducerId }
+
+// Broker implements protocol.BrokerMessage: the broker with the lowest id.
+func (r *initProducerIDRequest) Broker(c protocol.Cluster) (protocol.Broker, error) {
+	ids := c.BrokerIDs()
+	if len(ids) == 0 {
+		return protocol.Broker{}, kafka.BrokerNotAvailable
+	}
+	return c.Brokers[slices.Min(ids)], nil
 }
 
 // EnsureTopic returns the partition count of topic, creating the topic with
@@ -218,4 +216,14 @@ func (k *Kafka) partitionCount(ctx context.Context, topic string) (int, error) {
 		return len(t.Partitions), nil
 	}
 	return 0, kafka.UnknownTopicOrPartition
+}
+
+// writerDefaults implements Publisher from the configuration.
+func (k *Kafka) writerDefaults() writerConfig {
+	return writerConfig{
+		codec:        k.codec,
+		batchBytes:   int(max(k.cfg.BatchBytes, int64(k.cfg.MaxMessageBytes))),
+		linger:       k.cfg.BatchTimeout,
+		writeTimeout: k.cfg.WriteTimeout,
+	}
 }

@@ -2,13 +2,10 @@ package producer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
-	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
 func TestEnsureTopic(t *testing.T) {
@@ -46,7 +42,7 @@ func TestEnsureTopic(t *testing.T) {
 	// The writer can publish to the topic just created.
 	m := newManifest(t, 1)
 	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "fresh", Partitions: n, RunID: "r"},
-		newMemParts(map[int]string{0: recordLine(0, 1) + "\n"}), k.Writer())
+		newMemParts(map[int]string{0: recordLine(0, 1) + "\n"}), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,253 +95,6 @@ func TestEnsureTopicBrokerUnreachable(t *testing.T) {
 	}
 }
 
-// randomHex is incompressible JSON-safe padding.
-func randomHex(t testing.TB, n int) string {
-	b := make([]byte, n/2)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func TestSnapshotBrokerMessageTooLargeRejectsOnlyThatRecord(t *testing.T) {
-	const partitions = 2
-	c := newCluster(t, kfake.SeedTopics(partitions, "records", "dlq"),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "40000"}))
-	k := newTestKafka(t, c, func(cfg *Config) { cfg.Compression = "none"; cfg.DLQTopic = "dlq" })
-	m := newManifest(t, 1)
-	exp := newExpectation()
-	pb := &partBuilder{idx: 0, exp: exp}
-	for i := range 100 {
-		if i == 40 {
-			pb.bad(`{"DeviceId":"`+deviceID(5, 5)+`","Blob":"`+randomHex(t, 60000)+`"}`, "")
-			continue
-		}
-		pb.record(i)
-	}
-	var logs testutil.SyncBuffer
-	s, err := NewSnapshot(SnapshotConfig{
-		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: partitions, RunID: "run-big",
-		Logger: zerolog.New(&logs),
-	}, newMemParts(map[int]string{0: pb.b.String()}), k.Writer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.retryInitial = time.Millisecond
-	res, err := s.Run(context.Background())
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Records != 99 || res.Rejected != 1 {
-		t.Fatalf("result %+v, want 99 records and 1 rejected", res)
-	}
-	checkSnapshot(t, readTopic(t, c.ListenAddrs(), "records"), partitions, m, "run-big", exp)
-	dlq := readTopic(t, c.ListenAddrs(), "dlq")
-	if len(dlq) != 1 {
-		t.Fatalf("DLQ holds %d messages, want 1", len(dlq))
-	}
-	if line, _ := header(dlq[0], schema.HeaderLine); line != "41" {
-		t.Errorf("dead letter of line %s, want 41", line)
-	}
-	if reason, _ := header(dlq[0], schema.HeaderError); !strings.Contains(reason, "MESSAGE_TOO_LARGE") {
-		t.Errorf("dead letter reason %q", reason)
-	}
-	if strings.Contains(logs.String(), "Blob") {
-		t.Errorf("logs contain record content")
-	}
-}
-
-// fakeWriter records what was acknowledged and fails on demand.
-type fakeWriter struct {
-	mu    sync.Mutex
-	calls int
-	acked []kafka.Message
-	fail  func(call int, m kafka.Message) error // nil error = acknowledged
-	// batchLimit > 0: a call holding a larger value fails entirely with
-	// MESSAGE_TOO_LARGE, as a broker refuses a whole record batch.
-	batchLimit int
-}
-
-func (f *fakeWriter) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	for i, m := range msgs {
-		if len(m.Value) > 5000 { // kafka-go's local check: nothing is sent
-			return kafka.MessageTooLargeError{Message: m, Remaining: append(append([]kafka.Message{}, msgs[:i]...), msgs[i+1:]...)}
-		}
-	}
-	var werrs kafka.WriteErrors
-	for _, m := range msgs {
-		if f.batchLimit > 0 && len(m.Value) > f.batchLimit {
-			werrs = make(kafka.WriteErrors, len(msgs))
-			for i := range werrs {
-				werrs[i] = kafka.MessageSizeTooLarge
-			}
-			return werrs
-		}
-	}
-	for i, m := range msgs {
-		var err error
-		if f.fail != nil {
-			err = f.fail(f.calls, m)
-		}
-		if err != nil {
-			if werrs == nil {
-				werrs = make(kafka.WriteErrors, len(msgs))
-			}
-			werrs[i] = err
-			continue
-		}
-		m.Key = append([]byte(nil), m.Key...) // the pipeline reuses its buffers
-		m.Value = append([]byte(nil), m.Value...)
-		hs := make([]kafka.Header, len(m.Headers))
-		for j, h := range m.Headers {
-			hs[j] = kafka.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)}
-		}
-		m.Headers = hs
-		f.acked = append(f.acked, m)
-	}
-	if werrs != nil {
-		return werrs
-	}
-	return nil
-}
-
-func msgHeader(m kafka.Message, key string) string {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
-func TestSnapshotPartialWriteFailures(t *testing.T) {
-	m := newManifest(t, 1)
-	var content strings.Builder
-	for i := range 300 {
-		switch i {
-		case 100: // refused by the broker as too large (with its whole batch)
-			content.WriteString(`{"DeviceId":"` + deviceID(7, 7) + `","Big":"` + strings.Repeat("b", 4000) + "\"}\n")
-		case 200: // refused locally by kafka-go
-			content.WriteString(`{"DeviceId":"` + deviceID(8, 8) + `","Huge":"` + strings.Repeat("h", 6000) + "\"}\n")
-		default:
-			content.WriteString(recordLine(0, i) + "\n")
-		}
-	}
-	flaky := map[string]int{} // key -> failures so far
-	fw := &fakeWriter{batchLimit: 3000, fail: func(call int, msg kafka.Message) error {
-		if msg.Topic != "records" || string(msg.Key) == schema.MarkerKey {
-			return nil
-		}
-		// Every 7th record fails twice with a retriable broker error.
-		if line := msgHeader(msg, schema.HeaderLine); strings.HasSuffix(line, "7") && flaky[line] < 2 {
-			flaky[line]++
-			return kafka.NotEnoughReplicas
-		}
-		return nil
-	}}
-	s, err := NewSnapshot(SnapshotConfig{
-		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: 3, RunID: "r", MaxMessageBytes: 10000,
-	}, newMemParts(map[int]string{0: content.String()}), fw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.retryInitial = time.Millisecond
-	s.batchRecords = 64
-	res, err := s.Run(context.Background())
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Records != 298 || res.Rejected != 2 {
-		t.Fatalf("result %+v, want 298 records, 2 rejected", res)
-	}
-	seen := map[string]int{}
-	var dlq []kafka.Message
-	for _, msg := range fw.acked {
-		switch {
-		case msg.Topic == "dlq":
-			dlq = append(dlq, msg)
-		case string(msg.Key) != schema.MarkerKey:
-			seen[msgHeader(msg, schema.HeaderLine)]++
-		}
-	}
-	if len(seen) != 298 {
-		t.Errorf("%d distinct records acknowledged, want 298", len(seen))
-	}
-	for line, n := range seen {
-		if n != 1 {
-			t.Errorf("line %s acknowledged %d times", line, n)
-		}
-	}
-	if seen["101"] != 0 || seen["201"] != 0 {
-		t.Errorf("too large records were published")
-	}
-	if len(dlq) != 2 {
-		t.Fatalf("%d dead letters, want 2", len(dlq))
-	}
-	for _, d := range dlq {
-		if line := msgHeader(d, schema.HeaderLine); line != "101" && line != "201" {
-			t.Errorf("dead letter for line %s", line)
-		}
-		if len(d.Value) != 0 || !strings.Contains(msgHeader(d, schema.HeaderError), "MESSAGE_TOO_LARGE") {
-			t.Errorf("dead letter %q / %q", d.Value, msgHeader(d, schema.HeaderError))
-		}
-	}
-}
-
-func TestSnapshotWriteRetriesExhaustedAborts(t *testing.T) {
-	m := newManifest(t, 1)
-	var markers []string
-	var mu sync.Mutex
-	w := MessageWriterFunc(func(_ context.Context, msgs ...kafka.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if string(msgs[0].Key) == schema.MarkerKey {
-			markers = append(markers, msgHeader(msgs[0], schema.HeaderMarker))
-			return nil
-		}
-		return errors.New("broker gone")
-	})
-	s, err := NewSnapshot(SnapshotConfig{
-		Manifest: m, Topic: "records", Partitions: 2, RunID: "r", RetryMaxElapsed: 50 * time.Millisecond,
-	}, newMemParts(map[int]string{0: recordLine(0, 0) + "\n"}), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.retryInitial = time.Millisecond
-	res, err := s.Run(context.Background())
-	if err == nil || !res.Aborted || !strings.Contains(err.Error(), "broker gone") {
-		t.Fatalf("Run = %+v, %v; want abort after retries", res, err)
-	}
-	if strings.Join(markers, ",") != "snapshot-start,snapshot-abort" {
-		t.Fatalf("markers %v", markers)
-	}
-}
-
-func TestSnapshotStartMarkersUnwritable(t *testing.T) {
-	m := newManifest(t, 1)
-	calls := 0
-	w := MessageWriterFunc(func(context.Context, ...kafka.Message) error {
-		calls++
-		return errors.New("dial tcp 127.0.0.1:9092: connection refused")
-	})
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: 2, RunID: "r", RetryMaxElapsed: 30 * time.Millisecond},
-		newMemParts(nil), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.retryInitial = time.Millisecond
-	res, err := s.Run(context.Background())
-	if err == nil || res.Aborted || !strings.Contains(err.Error(), "snapshot-start") {
-		t.Fatalf("Run = %+v, %v; want a start-marker error without abort", res, err)
-	}
-	if calls < 2 {
-		t.Fatalf("start markers tried %d times, want retries", calls)
-	}
-}
-
 func writeFile(t *testing.T, name, content string) string {
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -393,7 +142,6 @@ func TestConfigValidate(t *testing.T) {
 		{"replication 0", func(c *Config) { c.TopicReplicationFactor = 0 }, "KAFKA_TOPIC_REPLICATION_FACTOR"},
 		{"max message tiny", func(c *Config) { c.MaxMessageBytes = 10 }, "KAFKA_MAX_MESSAGE_BYTES"},
 		{"batch bytes 0", func(c *Config) { c.BatchBytes = 0 }, "KAFKA_BATCH_BYTES"},
-		{"batch size 0", func(c *Config) { c.BatchSize = 0 }, "KAFKA_BATCH_SIZE"},
 		{"batch timeout 0", func(c *Config) { c.BatchTimeout = 0 }, "KAFKA_BATCH_TIMEOUT"},
 		{"write timeout 0", func(c *Config) { c.WriteTimeout = 0 }, "KAFKA_WRITE_TIMEOUT"},
 		{"dial timeout 0", func(c *Config) { c.DialTimeout = 0 }, "KAFKA_DIAL_TIMEOUT"},

@@ -13,9 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tvm2kafka/tvm2kafka/schema"
@@ -45,23 +43,25 @@ type SnapshotConfig struct {
 	// Manifest lists the part files; it must hold at least one part.
 	Manifest schema.Manifest
 	// Topic receives records and markers; DLQTopic (optional) rejected
-	// lines. Partitions is Topic's partition count (Kafka.EnsureTopic).
-	Topic, DLQTopic string
-	Partitions      int
+	// lines. Partitions and DLQPartitions are their partition counts
+	// (Kafka.EnsureTopic).
+	Topic, DLQTopic           string
+	Partitions, DLQPartitions int
 	// RunID is the mde.run_id header, unique per run (e.g. a UUID).
 	RunID string
 	// Workers is the number of parts processed at once (default: CPUs).
 	Workers int
-	// MaxMessageBytes bounds a record (default 1,000,000); longer lines
-	// are rejected.
+	// MaxMessageBytes bounds a record: key, value and headers (default
+	// 1,000,000); lines whose record would be larger are rejected.
 	MaxMessageBytes int
 	// Retryable classifies OpenPart and read errors; nil = none is.
 	Retryable func(error) bool
 	// RetryMaxElapsed bounds the retries of one part's reads and of one
-	// batch's writes (default 2m).
+	// batch's produce requests, counted from the last progress (default 2m).
 	RetryMaxElapsed time.Duration
 	// FlushTimeout is how long, after a failure or cancellation, the
-	// writes in flight and the abort markers may take (default 20s).
+	// produce requests in flight and the abort markers may take (default
+	// 20s).
 	FlushTimeout time.Duration
 	// Now is the marker clock (default time.Now).
 	Now func() time.Time
@@ -125,45 +125,55 @@ func (e *PartError) Error() string {
 
 func (e *PartError) Unwrap() error { return e.Err }
 
-// Batch limits of the pipeline: a batch is handed to the writer when it
-// holds batchRecords messages or batchBytes bytes of line data.
-const (
-	batchRecords = 2000
-	batchBytes   = 2 << 20
-)
+// Publisher is where a snapshot is published: a *Kafka, or Discard() for a
+// dry run.
+type Publisher interface {
+	produceClient
+	writerDefaults() writerConfig
+}
+
+// Discard returns a Publisher that acknowledges everything and keeps
+// nothing: the dry run's sink. Records are still framed, checked and
+// batched per partition; no batch is encoded or sent.
+func Discard() Publisher { return discardClient{} }
+
+func (discardClient) writerDefaults() writerConfig {
+	return writerConfig{batchBytes: DefaultBatchBytes, linger: DefaultBatchTimeout, writeTimeout: DefaultWriteTimeout, discard: true}
+}
 
 // Snapshot publishes one export snapshot. Create it with NewSnapshot and
 // call Run once.
 type Snapshot struct {
 	cfg   SnapshotConfig
 	parts PartOpener
-	w     MessageWriter
+	pub   Publisher
 	log   zerolog.Logger
 
 	hExport, hGenerated, hRunID, hContentType []byte
 
 	// retryInitial is the first backoff interval (tests shorten it).
 	retryInitial time.Duration
-	// batchRecords and batchBytes bound a pipeline batch (tests shrink them).
-	batchRecords, batchBytes int
+	// batchBytes, when set, bounds a partition's batch (tests shrink it).
+	batchBytes int
 
-	pool sync.Pool // *batch, reused across parts
+	// The run's writers; wctx is the context their requests run on.
+	main, dlq *topicWriter
+	wctx      context.Context
 
-	started     atomic.Bool
-	partsDone   atomic.Int64
-	records     atomic.Int64
-	rejected    atomic.Int64
-	lineBytes   atomic.Int64
-	partRecords []atomic.Int64
+	started   atomic.Bool
+	partsDone atomic.Int64
+	records   atomic.Int64
+	rejected  atomic.Int64
+	lineBytes atomic.Int64
 }
 
 // NewSnapshot checks cfg, fills in defaults and prepares a run.
-func NewSnapshot(cfg SnapshotConfig, parts PartOpener, w MessageWriter) (*Snapshot, error) {
+func NewSnapshot(cfg SnapshotConfig, parts PartOpener, pub Publisher) (*Snapshot, error) {
 	switch {
 	case parts == nil:
 		return nil, errors.New("producer: NewSnapshot: nil PartOpener")
-	case w == nil:
-		return nil, errors.New("producer: NewSnapshot: nil MessageWriter")
+	case pub == nil:
+		return nil, errors.New("producer: NewSnapshot: nil Publisher")
 	case len(cfg.Manifest.Parts) == 0:
 		return nil, errors.New("producer: the export has no part files")
 	case cfg.Topic == "":
@@ -174,6 +184,8 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, w MessageWriter) (*Snapsh
 		return nil, fmt.Errorf("producer: topic %q has %d partitions", cfg.Topic, cfg.Partitions)
 	case cfg.RunID == "":
 		return nil, errors.New("producer: no run id")
+	case cfg.DLQTopic != "" && cfg.DLQPartitions < 1:
+		return nil, fmt.Errorf("producer: DLQ topic %q has %d partitions", cfg.DLQTopic, cfg.DLQPartitions)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.NumCPU()
@@ -196,16 +208,13 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, w MessageWriter) (*Snapsh
 	s := &Snapshot{
 		cfg:          cfg,
 		parts:        parts,
-		w:            w,
+		pub:          pub,
 		log:          cfg.Logger,
 		hExport:      []byte(cfg.Manifest.Export),
 		hGenerated:   []byte(cfg.Manifest.GeneratedTime),
 		hRunID:       []byte(cfg.RunID),
 		hContentType: []byte(schema.ContentTypeJSON),
 		retryInitial: 200 * time.Millisecond,
-		batchRecords: batchRecords,
-		batchBytes:   batchBytes,
-		partRecords:  make([]atomic.Int64, cfg.Partitions),
 	}
 	return s, nil
 }
@@ -221,14 +230,19 @@ func (s *Snapshot) Progress() Progress {
 	}
 }
 
+// result reports the records acknowledged per partition by the brokers.
 func (s *Snapshot) result(start time.Time) Result {
-	pr := make([]int64, len(s.partRecords))
-	for i := range s.partRecords {
-		pr[i] = s.partRecords[i].Load()
+	pr := make([]int64, s.cfg.Partitions)
+	if s.main != nil {
+		pr = s.main.records()
+	}
+	var records int64
+	for _, n := range pr {
+		records += n
 	}
 	return Result{
 		RunID:            s.cfg.RunID,
-		Records:          s.records.Load(),
+		Records:          records,
 		Rejected:         s.rejected.Load(),
 		PartitionRecords: pr,
 		Parts:            len(s.cfg.Manifest.Parts),
@@ -239,9 +253,9 @@ func (s *Snapshot) result(start time.Time) Result {
 
 // Run publishes the snapshot: snapshot-start on every partition, every
 // part's records, then snapshot-end on every partition. On failure or
-// cancellation of ctx it stops reading, lets the writes in flight finish
-// within FlushTimeout, writes snapshot-abort on every partition (when
-// snapshot-start was acknowledged) and returns an error with
+// cancellation of ctx it stops reading, lets the produce requests in flight
+// finish within FlushTimeout, writes snapshot-abort on every partition
+// (when snapshot-start was acknowledged) and returns an error with
 // Result.Aborted set.
 func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	if !s.started.CompareAndSwap(false, true) {
@@ -249,9 +263,29 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	}
 	start := time.Now()
 
+	// Produce requests run on wctx, which outlives ctx by FlushTimeout:
+	// the request in flight is acknowledged (or fails) before the abort
+	// markers are written.
+	wctx, wcancel := graceCtx(ctx, s.cfg.FlushTimeout)
+	defer wcancel()
+	s.wctx = wctx
+	var err error
+	s.main, err = newTopicWriter(wctx, s.pub, s.writerConfig(s.cfg.Topic, s.cfg.Partitions, s.refusedRecord))
+	if err != nil {
+		return s.result(start), err
+	}
+	defer s.main.close()
+	if s.cfg.DLQTopic != "" {
+		s.dlq, err = newTopicWriter(wctx, s.pub, s.writerConfig(s.cfg.DLQTopic, s.cfg.DLQPartitions, s.refusedDeadLetter))
+		if err != nil {
+			return s.result(start), err
+		}
+		defer s.dlq.close()
+	}
+
 	// snapshot-start on every partition, acknowledged before any record.
 	mctx, mcancel := graceCtx(ctx, s.cfg.FlushTimeout)
-	acked, err := s.writeMarkers(ctx, mctx, schema.MarkerStart, nil)
+	acked, err := s.writeMarkers(mctx, s.main, schema.MarkerStart, nil)
 	mcancel()
 	if err != nil {
 		err = fmt.Errorf("producer: writing snapshot-start markers: %w", err)
@@ -262,32 +296,39 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	}
 	s.log.Info().Int("partitions", s.cfg.Partitions).Int("parts", len(s.cfg.Manifest.Parts)).Msg("snapshot-start written")
 
-	// The parts. Writes run on wctx, which outlives ctx by FlushTimeout so
-	// that the batch in flight is acknowledged (or fails) before the abort
-	// markers are written.
+	// The parts, then every record acknowledged.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Workers)
-	wctx, wcancel := graceCtx(gctx, s.cfg.FlushTimeout)
 	for _, part := range s.cfg.Manifest.Parts {
 		if gctx.Err() != nil {
 			break
 		}
-		g.Go(func() error { return s.runPart(gctx, wctx, part) })
+		g.Go(func() error { return s.runPart(gctx, part) })
 	}
 	err = g.Wait()
-	wcancel()
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
+	}
+	if err == nil {
+		err = s.main.flush(ctx)
+	}
+	if err == nil && s.dlq != nil {
+		err = s.dlq.flush(ctx)
 	}
 	if err != nil {
 		return s.abort(ctx, start, err)
 	}
 
 	// Every record is acknowledged: snapshot-end with the counts.
+	counts := s.main.records()
+	var records int64
+	for _, n := range counts {
+		records += n
+	}
+	rejected := s.rejected.Load()
 	ectx, ecancel := graceCtx(ctx, s.cfg.FlushTimeout)
-	_, err = s.writeMarkers(ctx, ectx, schema.MarkerEnd, func(m *schema.Marker) {
-		records, rejected := s.records.Load(), s.rejected.Load()
-		pr := s.partRecords[m.Partition].Load()
+	_, err = s.writeMarkers(ectx, s.main, schema.MarkerEnd, func(m *schema.Marker) {
+		pr := counts[m.Partition]
 		m.Records, m.Rejected, m.PartitionRecords = &records, &rejected, &pr
 	})
 	ecancel()
@@ -300,33 +341,69 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// writerConfig is the configuration of the run's writer of topic.
+func (s *Snapshot) writerConfig(topic string, partitions int, onRefused refusal) writerConfig {
+	wc := s.pub.writerDefaults()
+	wc.topic, wc.partitions, wc.onRefused, wc.log = topic, partitions, onRefused, s.log
+	wc.retryInitial, wc.retryMax = s.retryInitial, s.cfg.RetryMaxElapsed
+	// Two batches per partition are alive (one filling, one in flight):
+	// keep them within 32 MB whatever the partition count.
+	wc.batchBytes = min(wc.batchBytes, max(64<<10, (32<<20)/(2*partitions)))
+	wc.batchBytes = max(wc.batchBytes, s.cfg.MaxMessageBytes+1024)
+	if s.batchBytes > 0 {
+		wc.batchBytes = s.batchBytes
+	}
+	return wc
+}
+
 // abort writes snapshot-abort on every partition with cause's reason.
 func (s *Snapshot) abort(ctx context.Context, start time.Time, cause error) (Result, error) {
 	reason := redact(cause.Error())
 	if ctx.Err() != nil && errors.Is(cause, ctx.Err()) {
 		reason = "cancelled: " + redact(context.Cause(ctx).Error())
 	}
+	// Records not yet sent are dropped; a request in flight ends first.
+	s.main.close()
+	if s.dlq != nil {
+		s.dlq.close()
+	}
+	// The abort markers come from a producer of their own: the run's
+	// producer may have left a partition with a batch whose fate is
+	// unknown, and its sequence cannot go on after it.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
 	defer cancel()
-	_, aerr := s.writeMarkers(actx, actx, schema.MarkerAbort, func(m *schema.Marker) { m.Reason = reason })
+	aerr := func() error {
+		aw, err := newTopicWriter(actx, s.pub, s.writerConfig(s.cfg.Topic, s.cfg.Partitions, nil))
+		if err != nil {
+			return err
+		}
+		defer aw.close()
+		_, err = s.writeMarkers(actx, aw, schema.MarkerAbort, func(m *schema.Marker) { m.Reason = reason })
+		return err
+	}()
 	res := s.result(start)
 	res.Aborted, res.Reason = true, reason
 	ev := s.log.Error().Str("reason", reason).Int64("records", res.Records).Int64("rejected", res.Rejected)
 	if aerr != nil {
-		ev.AnErr("abort_error", errors.New(redact(aerr.Error()))).Msg("snapshot aborted; writing snapshot-abort markers failed")
+		ev.Str("abort_error", redact(aerr.Error())).Msg("snapshot aborted; writing snapshot-abort markers failed")
 		return res, fmt.Errorf("snapshot aborted: %w (writing snapshot-abort markers failed too: %v)", cause, aerr)
 	}
 	ev.Msg("snapshot aborted; snapshot-abort written")
 	return res, fmt.Errorf("snapshot aborted: %w", cause)
 }
 
-// writeMarkers writes one marker of kind to every partition, retrying the
-// failed ones until RetryMaxElapsed or until stop is done; writes use wctx.
-// acked counts the partitions whose marker was acknowledged.
-func (s *Snapshot) writeMarkers(stop, wctx context.Context, kind schema.MarkerKind, fill func(*schema.Marker)) (acked int, err error) {
+// writeMarkers writes one marker of kind to every partition through w and
+// waits for the acknowledgements; acked counts the partitions whose marker
+// was acknowledged.
+func (s *Snapshot) writeMarkers(ctx context.Context, w *topicWriter, kind schema.MarkerKind, fill func(*schema.Marker)) (acked int, err error) {
 	now := s.cfg.Now()
-	msgs := make([]kafka.Message, s.cfg.Partitions)
-	for p := range msgs {
+	hdrs := []header{
+		{schema.HeaderMarker, []byte(kind)},
+		{schema.HeaderExport, s.hExport},
+		{schema.HeaderGeneratedTime, s.hGenerated},
+		{schema.HeaderRunID, s.hRunID},
+	}
+	for p := range s.cfg.Partitions {
 		m := schema.Marker{
 			Marker:        kind,
 			Export:        s.cfg.Manifest.Export,
@@ -344,60 +421,90 @@ func (s *Snapshot) writeMarkers(stop, wctx context.Context, kind schema.MarkerKi
 		if err != nil {
 			return 0, fmt.Errorf("encoding marker: %w", err)
 		}
-		msgs[p] = kafka.Message{
-			Topic:     s.cfg.Topic,
-			Partition: p,
-			Key:       []byte(schema.MarkerKey),
-			Value:     v,
-			Headers: []kafka.Header{
-				{Key: schema.HeaderMarker, Value: []byte(kind)},
-				{Key: schema.HeaderExport, Value: s.hExport},
-				{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
-				{Key: schema.HeaderRunID, Value: s.hRunID},
-			},
+		if err := w.streams[p].add(ctx, kindMarker, 0, []byte(schema.MarkerKey), v, false, hdrs); err != nil {
+			return 0, fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
-	pending := msgs
-	bo := s.newBackOff()
-	for {
-		err = s.w.WriteMessages(wctx, pending...)
-		if err == nil {
-			return acked + len(pending), nil
-		}
-		var werrs kafka.WriteErrors
-		if errors.As(err, &werrs) && len(werrs) == len(pending) {
-			var next []kafka.Message
-			for i, e := range werrs {
-				if e == nil {
-					acked++
-				} else {
-					next = append(next, pending[i])
-					err = e
-				}
-			}
-			pending = next
-		}
-		s.log.Warn().Str("marker", string(kind)).Int("pending", len(pending)).Err(err).Msg("marker write failed; retrying")
-		if werr := s.wait(stop, bo); werr != nil {
-			return acked, fmt.Errorf("%d of %d partitions failed: %w", len(pending), len(msgs), err)
+	errs := w.flushEach(ctx)
+	for _, e := range errs {
+		if e == nil {
+			acked++
 		}
 	}
+	if acked < len(errs) {
+		return acked, fmt.Errorf("%d of %d partitions failed: %w", len(errs)-acked, len(errs), errors.Join(errs...))
+	}
+	return acked, nil
 }
 
-func (s *Snapshot) newBackOff() *backoff.ExponentialBackOff {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = s.retryInitial
-	bo.MaxInterval = 10 * time.Second
-	bo.MaxElapsedTime = s.cfg.RetryMaxElapsed
-	bo.Reset()
-	return bo
+// deadLetter adds the dead-letter message of a rejected line when a DLQ
+// topic is set: the raw line as value (empty when it is too large to be
+// sent, which mde.error then says), partition = part index mod the DLQ's
+// partitions, so that a part's rejections stay in order.
+func (s *Snapshot) deadLetter(ctx context.Context, part int, hPart []byte, line int64, raw []byte, reason string) error {
+	if s.dlq == nil {
+		return nil
+	}
+	var lineBuf [20]byte
+	hdrs := []header{
+		{schema.HeaderExport, s.hExport},
+		{schema.HeaderGeneratedTime, s.hGenerated},
+		{schema.HeaderRunID, s.hRunID},
+		{schema.HeaderPart, hPart},
+		{schema.HeaderLine, strconv.AppendInt(lineBuf[:0], line, 10)},
+		{schema.HeaderError, nil},
+	}
+	switch {
+	case raw == nil:
+		reason += " (value omitted)"
+	case recordBytes(nil, raw, hdrs)+len(reason) > s.cfg.MaxMessageBytes:
+		raw = nil
+		reason += " (line too large for the dead-letter topic: value omitted)"
+	}
+	hdrs[5].value = []byte(reason)
+	if raw == nil {
+		raw = []byte{}
+	}
+	return s.dlq.streams[part%s.cfg.DLQPartitions].add(ctx, kindDLQ, line, nil, raw, false, hdrs)
 }
 
-// wait sleeps the next backoff interval. It fails when the backoff gives up
-// or stop is done.
-func (s *Snapshot) wait(stop context.Context, bo backoff.BackOff) error {
-	d := bo.NextBackOff()
-	if d == backoff.Stop {
+// refusedRecord handles a record the brokers refused as too large: the line
+// is rejected alone, its dead-letter message carries the raw line.
+func (s *Snapshot) refusedRecord(kind recordKind, line int64, rec decodedRecord, cause error) (*decodedRecord, error) {
+	if kind != kindRecord {
+		return nil, fmt.Errorf("the brokers refused a snapshot marker: %w", cause)
+	}
+	var hPart []byte
+	for _, h := range rec.headers {
+		if h.key == schema.HeaderPart {
+			hPart = h.value
+		}
+	}
+	part, _ := strconv.Atoi(string(hPart))
+	const reason = "refused by the broker: MESSAGE_TOO_LARGE"
+	s.rejected.Add(1)
+	s.records.Add(-1)
+	s.log.Warn().Int("part", part).Int64("line", line).Str("reason", reason).Msg("line rejected")
+	return nil, s.deadLetter(s.wctx, part, hPart, line, rec.value, reason)
+}
+
+// refusedDeadLetter handles a dead-letter message the brokers refused as
+// too large: it is sent again without its value.
+func (s *Snapshot) refusedDeadLetter(_ recordKind, line int64, rec decodedRecord, _ error) (*decodedRecord, error) {
+	s.log.Warn().Int64("line", line).Msg("dead-letter message refused as too large; sending it without its value")
+	out := decodedRecord{value: []byte{}}
+	for _, h := range rec.headers {
+		if h.key == schema.HeaderError {
+			h.value = append(append([]byte{}, h.value...), " (refused by the dead-letter topic as too large: value omitted)"...)
+		}
+		out.headers = append(out.headers, h)
+	}
+	return &out, nil
+}
+
+// sleep waits d or until ctx is done; d == backoff.Stop gives up.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d < 0 {
 		return errors.New("retries exhausted")
 	}
 	t := time.NewTimer(d)
@@ -405,8 +512,8 @@ func (s *Snapshot) wait(stop context.Context, bo backoff.BackOff) error {
 	select {
 	case <-t.C:
 		return nil
-	case <-stop.Done():
-		return stop.Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -138,11 +138,11 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	// Kafka first: a broker that cannot be reached must not cost one of
 	// the export API's 20 calls an hour.
 	var (
-		w          producer.MessageWriter
-		partitions int
+		pub                       producer.Publisher
+		partitions, dlqPartitions int
 	)
 	if cfg.dryRun {
-		w, partitions = producer.Discard(), cfg.kafka.TopicPartitions
+		pub, partitions, dlqPartitions = producer.Discard(), cfg.kafka.TopicPartitions, cfg.kafka.TopicPartitions
 		log.Warn().Msg("dry run: nothing is published")
 	} else {
 		k, err := producer.NewKafka(cfg.kafka, log)
@@ -154,7 +154,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		tctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 		n, created, err := k.EnsureTopic(tctx, cfg.kafka.Topic, cfg.kafka.TopicPartitions, cfg.kafka.TopicReplicationFactor)
 		if err == nil && cfg.kafka.DLQTopic != "" {
-			_, _, err = k.EnsureTopic(tctx, cfg.kafka.DLQTopic, cfg.kafka.TopicPartitions, cfg.kafka.TopicReplicationFactor)
+			dlqPartitions, _, err = k.EnsureTopic(tctx, cfg.kafka.DLQTopic, cfg.kafka.TopicPartitions, cfg.kafka.TopicReplicationFactor)
 		}
 		cancel()
 		if err != nil {
@@ -162,7 +162,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 			return producer.Result{}, exitFailed
 		}
 		log.Info().Str("topic", cfg.kafka.Topic).Int("partitions", n).Bool("created", created).Msg("kafka topic ready")
-		w, partitions = k.Writer(), n
+		pub, partitions = k, n
 	}
 
 	log.Info().Str("auth", kind).Str("api", cfg.apiURL).Msg("requesting export")
@@ -184,13 +184,14 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		Topic:           cfg.kafka.Topic,
 		DLQTopic:        cfg.kafka.DLQTopic,
 		Partitions:      partitions,
+		DLQPartitions:   dlqPartitions,
 		RunID:           runID,
 		Workers:         cfg.workers,
 		MaxMessageBytes: cfg.kafka.MaxMessageBytes,
 		Retryable:       source.IsRetryable,
 		RetryMaxElapsed: cfg.retryMax,
 		Logger:          log,
-	}, blobs, w)
+	}, blobs, pub)
 	if err != nil {
 		log.Error().Err(err).Msg("snapshot")
 		return producer.Result{}, exitFailed
