@@ -748,7 +748,7 @@ func TestFaultBrokerRestartMidSnapshot(t *testing.T) {
 	// The held part is read while the broker is down: its writes fail.
 	fcPoll(t, "a failed write while the broker is down", 3*time.Minute, exited, stderr, func() bool {
 		_, released := gate.counts()
-		return released > 0 && strings.Contains(stderr.String(), "write failed; retrying")
+		return released > 0 && strings.Contains(stderr.String(), "produce failed; retrying")
 	})
 	w.rig.StartKafka(t)
 
