@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pierrec/lz4/v4"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
@@ -380,7 +381,7 @@ func TestRecordBatchDecodesWithKafkaGo(t *testing.T) {
 				hdrs := []header{{"mde.line", []byte(fmt.Sprint(i))}, {"empty", []byte{}}}
 				b.add(kindRecord, int64(i), []byte(deviceID(0, i)), []byte(recordLine(0, i)), i%50 == 49, hdrs)
 			}
-			out, err := encodeBatch(nil, &b, codec, producerID{id: 4242, epoch: 3}, 1000)
+			out, err := encodeBatch(nil, &b, codec, new(lz4.Compressor), producerID{id: 4242, epoch: 3}, 1000)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -34,13 +34,6 @@ func recordLine(part, i int) string {
 		id, part, i, i%7)
 }
 
-// testPart is the content of one part file and what the test expects.
-type testPart struct {
-	content  string
-	records  map[int64]string // line number -> value
-	rejected map[int64]string // line number -> raw line ("" for TooLong)
-}
-
 // newManifest makes a manifest of n parts with realistic blob URLs.
 func newManifest(t testing.TB, n int) schema.Manifest {
 	t.Helper()
@@ -75,12 +68,6 @@ func (m *memParts) OpenPart(_ context.Context, p schema.Part) (io.ReadCloser, er
 		return nil, fmt.Errorf("no part %d", p.Index)
 	}
 	return io.NopCloser(strings.NewReader(d)), nil
-}
-
-func (m *memParts) openCount(i int) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.opened[i]
 }
 
 // newCluster starts an in-process broker.

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 
+	"github.com/pierrec/lz4/v4"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -222,8 +223,9 @@ type producerID struct {
 // encodeBatch writes the record batch of b, compressed with codec (0 =
 // none), with producer id, epoch and base sequence, into dst[:0], behind
 // the int32 size prefix of the produce request's records field (kafka-go's
-// RawRecordSet is copied to the request as it is).
-func encodeBatch(dst []byte, b *recordBatch, codec kafka.Compression, pid producerID, baseSeq int32) ([]byte, error) {
+// RawRecordSet is copied to the request as it is). lz4 is written by
+// appendLZ4Frame with c; the other codecs are kafka-go's.
+func encodeBatch(dst []byte, b *recordBatch, codec kafka.Compression, c *lz4.Compressor, pid producerID, baseSeq int32) ([]byte, error) {
 	n := b.len()
 	if n == 0 {
 		return dst[:0], errors.New("empty batch")
@@ -243,9 +245,15 @@ func encodeBatch(dst []byte, b *recordBatch, codec kafka.Compression, pid produc
 	out = binary.BigEndian.AppendUint16(out, uint16(pid.epoch))
 	out = binary.BigEndian.AppendUint32(out, uint32(baseSeq))
 	out = binary.BigEndian.AppendUint32(out, uint32(n))
-	if codec == 0 {
+	switch codec {
+	case 0:
 		out = append(out, b.buf...)
-	} else {
+	case kafka.Lz4:
+		var err error
+		if out, err = appendLZ4Frame(out, b.buf, c); err != nil {
+			return dst[:0], err
+		}
+	default:
 		w := &appendWriter{b: out}
 		cw := codec.Codec().NewWriter(w)
 		if _, err := cw.Write(b.buf); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/pierrec/lz4/v4"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 )
@@ -165,9 +166,10 @@ type stream struct {
 	records  int64 // kindRecord acknowledged
 
 	// Owned by the sender goroutine.
-	seq    int32  // base sequence of the next batch
-	out    []byte // encoded batch
-	leader int    // last leader seen, -1 unknown
+	seq    int32          // base sequence of the next batch
+	out    []byte         // encoded batch
+	lz4    lz4.Compressor // its state is reused from batch to batch
+	leader int            // last leader seen, -1 unknown
 }
 
 func (s *stream) notifyLocked() {
@@ -413,7 +415,7 @@ func (s *stream) account(b *recordBatch, lo, hi int) {
 // retryMax passes without success.
 func (s *stream) produce(b *recordBatch) error {
 	w := s.w
-	out, err := encodeBatch(s.out, b, w.cfg.codec, w.pid, s.seq)
+	out, err := encodeBatch(s.out, b, w.cfg.codec, &s.lz4, w.pid, s.seq)
 	if err != nil {
 		return err
 	}
