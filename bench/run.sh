@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# tvm2kafka benchmark: tvm2kafka against Kafka's own Java producer benchmark and
-# against kcat on the same local Kafka, and tvm2kafka --dry-run against plain parallel
-# gzip decompression.
+# tvm2kafka benchmark (README "Performance"): tvm2kafka against Kafka's own Java producer
+# benchmark and against kcat on the same local Kafka, and tvm2kafka --dry-run against plain
+# parallel gzip decompression.
 #
 #   bench/run.sh [--records N] [--parts N] [--rounds N] [--compression lz4]
-#                [--partitions N] [--seed N] [--profile] [--no-java] [--smoke]
+#                [--partitions N] [--seed N] [--workers N] [--profile] [--no-java] [--smoke]
 #
 #   --records N       devices in the synthetic snapshot   (default 1000000)
 #   --parts N         gzip part files                     (default 8)
 #   --rounds N        rounds of every contender           (default 5)
 #   --compression C   none|gzip|snappy|lz4|zstd, both producers (default lz4)
 #   --partitions N    partitions of every bench topic      (default 6)
+#   --workers N       TVM2KAFKA_WORKERS of tvm2kafka and dry-run (default: unset, the
+#                     automatic default); bench/workers.sh measures memory per worker
 #   --profile         round 1 of tvm2kafka and dry-run also writes CPU and allocation
 #                     profiles (TVM2KAFKA_CPU_PROFILE / TVM2KAFKA_MEM_PROFILE) to
 #                     .rig/bench/{cpu,mem}-{tvm2kafka,dry-run}-RUN.prof; read them with
@@ -61,6 +63,7 @@ rounds=5
 compression=lz4
 partitions=6
 seed=1
+workers=""
 profile=0
 java=1
 
@@ -76,6 +79,7 @@ while [[ $# -gt 0 ]]; do
 	--compression) compression="${2:?--compression needs a value}"; shift 2 ;;
 	--partitions) partitions="${2:?--partitions needs a value}"; shift 2 ;;
 	--seed) seed="${2:?--seed needs a value}"; shift 2 ;;
+	--workers) workers="${2:?--workers needs a value}"; shift 2 ;;
 	--profile) profile=1; shift ;;
 	--no-java) java=0; shift ;;
 	--smoke) records=20000; rounds=1; shift ;;
@@ -83,6 +87,7 @@ while [[ $# -gt 0 ]]; do
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 done
+[[ -z "$workers" || "$workers" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive number, got '$workers'"
 for v in records parts rounds partitions seed; do
 	[[ "${!v}" =~ ^[0-9]+$ ]] || die "--$v must be a number, got '${!v}'"
 done
@@ -195,6 +200,7 @@ tvm_env=(
 	MDE_API_URL="$MDE_URL" MDE_ACCESS_TOKEN=bench
 	LOG_LEVEL="${BENCH_LOG_LEVEL:-info}" LOG_FORMAT=json
 )
+[[ -z "$workers" ]] || tvm_env+=(TVM2KAFKA_WORKERS="$workers")
 
 # prof_env CONTENDER ROUND: the profile settings of round 1 with --profile.
 prof_env() {
@@ -310,7 +316,7 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 {
-	printf 'tvm2kafka benchmark %s: compression %s, %d partitions, %d round(s)\n' "$RUN" "$compression" "$partitions" "$rounds"
+	printf 'tvm2kafka benchmark %s: compression %s, %d partitions, %d round(s), workers %s\n' "$RUN" "$compression" "$partitions" "$rounds" "${workers:-auto}"
 	printf 'machine: %s, %s cores, %s MB RAM, %s\n' \
 		"$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
 		"$(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(go version | awk '{ print $3 }')"

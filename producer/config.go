@@ -1,12 +1,15 @@
 package producer
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/youmark/pkcs8"
 )
 
 // Defaults of Config; see DefaultConfig.
@@ -31,16 +35,25 @@ const (
 	DefaultRetryMaxElapsed        = 2 * time.Minute
 )
 
+// Bounds of Config.MaxMessageBytes (KAFKA_MAX_MESSAGE_BYTES). The upper
+// bound keeps the memory of a run bounded: every worker may hold up to two
+// batches with a line of that size.
+const (
+	MinMaxMessageBytes = 1024
+	MaxMaxMessageBytes = 64 << 20
+)
+
 // SASL mechanisms accepted by Config.SASLMechanism.
 const (
 	SASLPlain       = "PLAIN"
 	SASLScramSHA256 = "SCRAM-SHA-256"
 	SASLScramSHA512 = "SCRAM-SHA-512"
+	SASLOAuthBearer = "OAUTHBEARER"
 )
 
 // Config is the Kafka side of tvm2kafka. The comment of each field names
-// the environment variable it is read from (contract §3); DefaultConfig
-// holds every default.
+// the environment variable it is read from (README "Configuration");
+// DefaultConfig holds every default.
 type Config struct {
 	// Brokers are host:port bootstrap addresses (KAFKA_BROKERS).
 	Brokers []string
@@ -49,15 +62,24 @@ type Config struct {
 	Topic string
 	// DLQTopic receives rejected lines when set (KAFKA_DLQ_TOPIC).
 	DLQTopic string
+	// TableTopic is the compacted device table, when set
+	// (KAFKA_TABLE_TOPIC; package table).
+	TableTopic string
 	// Compression is none, gzip, snappy, lz4 or zstd (KAFKA_COMPRESSION,
 	// default lz4: cheapest CPU per byte saved on the producer).
 	Compression string
 
-	// SASLMechanism is empty, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
-	// (KAFKA_SASL_MECHANISM, case-insensitive); SASLUsername and
-	// SASLPassword (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD) are
-	// required with it. The password never appears in logs or errors.
+	// SASLMechanism is empty, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or
+	// OAUTHBEARER (KAFKA_SASL_MECHANISM, case-insensitive); SASLUsername
+	// and SASLPassword (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD) are
+	// required with the first three and refused with OAUTHBEARER. The
+	// password never appears in logs or errors.
 	SASLMechanism, SASLUsername, SASLPassword string
+	// OAuthToken yields the OAUTHBEARER tokens (required with it, set by
+	// the program: the Entra ID credential); OAuthScope, their scope, is
+	// named in errors (KAFKA_OAUTH_SCOPE).
+	OAuthToken OAuthToken
+	OAuthScope string
 
 	// TLS turns TLS on (KAFKA_TLS). TLSCAFile is a PEM bundle of CAs to
 	// trust instead of the system pool (KAFKA_TLS_CA_FILE); TLSCertFile
@@ -65,6 +87,10 @@ type Config struct {
 	// (KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE).
 	TLS                                bool
 	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// TLSKeyPassword decrypts an encrypted TLSKeyFile
+	// (KAFKA_TLS_KEY_PASSWORD): PKCS#8 ("ENCRYPTED PRIVATE KEY") or
+	// legacy PEM encryption ("Proc-Type: 4,ENCRYPTED").
+	TLSKeyPassword string
 
 	// TopicPartitions is the partition count of a topic this program
 	// creates (KAFKA_TOPIC_PARTITIONS, default 6). An existing topic is
@@ -73,6 +99,9 @@ type Config struct {
 	// TopicReplicationFactor of a created topic, -1 = the broker's
 	// default.replication.factor (KAFKA_TOPIC_REPLICATION_FACTOR).
 	TopicReplicationFactor int
+	// TopicConfig holds the topic configs (retention.ms, …) of a topic this
+	// program creates (KAFKA_TOPIC_CONFIG); an existing topic keeps its own.
+	TopicConfig map[string]string
 
 	// MaxMessageBytes bounds one record: its key, value and headers (names
 	// and values) together (KAFKA_MAX_MESSAGE_BYTES, default 1,000,000,
@@ -94,6 +123,9 @@ type Config struct {
 	// default 30s); DialTimeout one connection attempt (KAFKA_DIAL_TIMEOUT,
 	// default 10s).
 	WriteTimeout, DialTimeout time.Duration
+	// Dial opens connections to the brokers; nil = a net.Dialer with
+	// DialTimeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// RetryMaxElapsed bounds the retries of a failed write or marker
 	// (KAFKA_RETRY_MAX_ELAPSED, default 2m).
@@ -145,6 +177,13 @@ func (c Config) Validate() error {
 			add("KAFKA_DLQ_TOPIC: must differ from KAFKA_TOPIC")
 		}
 	}
+	if c.TableTopic != "" {
+		if err := validTopic(c.TableTopic); err != nil {
+			add("KAFKA_TABLE_TOPIC: %w", err)
+		} else if c.TableTopic == c.Topic || c.TableTopic == c.DLQTopic {
+			add("KAFKA_TABLE_TOPIC: must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
+		}
+	}
 	if _, err := compressionCodec(c.Compression); err != nil {
 		add("KAFKA_COMPRESSION: %w", err)
 	}
@@ -154,6 +193,13 @@ func (c Config) Validate() error {
 	case "":
 		if c.SASLUsername != "" || c.SASLPassword != "" {
 			add("KAFKA_SASL_MECHANISM: required when KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+		}
+	case SASLOAuthBearer:
+		if c.SASLUsername != "" || c.SASLPassword != "" {
+			add("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: not used with KAFKA_SASL_MECHANISM=OAUTHBEARER (the token comes from the Entra ID credential): remove them")
+		}
+		if !c.TLS && !loopbackOnly(c.Brokers) {
+			add("KAFKA_TLS: OAUTHBEARER sends a bearer token, so TLS is required unless every broker is a loopback address")
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if c.SASLUsername == "" {
@@ -168,12 +214,12 @@ func (c Config) Validate() error {
 			}
 		}
 	default:
-		add("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
+		add("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.SASLMechanism)
 	}
 
 	if !c.TLS {
 		for _, f := range []struct{ env, val string }{
-			{"KAFKA_TLS_CA_FILE", c.TLSCAFile}, {"KAFKA_TLS_CERT_FILE", c.TLSCertFile}, {"KAFKA_TLS_KEY_FILE", c.TLSKeyFile},
+			{"KAFKA_TLS_CA_FILE", c.TLSCAFile}, {"KAFKA_TLS_CERT_FILE", c.TLSCertFile}, {"KAFKA_TLS_KEY_FILE", c.TLSKeyFile}, {"KAFKA_TLS_KEY_PASSWORD", c.TLSKeyPassword},
 		} {
 			if f.val != "" {
 				add("%s: set but KAFKA_TLS is off (set KAFKA_TLS=true)", f.env)
@@ -189,8 +235,13 @@ func (c Config) Validate() error {
 	if c.TopicReplicationFactor != -1 && c.TopicReplicationFactor < 1 {
 		add("KAFKA_TOPIC_REPLICATION_FACTOR: must be -1 (broker default) or at least 1, got %d", c.TopicReplicationFactor)
 	}
-	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 256<<20 {
-		add("KAFKA_MAX_MESSAGE_BYTES: must be between 1024 and %d, got %d", 256<<20, c.MaxMessageBytes)
+	for k, v := range c.TopicConfig {
+		if k == "" || v == "" {
+			add("KAFKA_TOPIC_CONFIG: %q=%q is not key=value", k, v)
+		}
+	}
+	if c.MaxMessageBytes < MinMaxMessageBytes || c.MaxMessageBytes > MaxMaxMessageBytes {
+		add("KAFKA_MAX_MESSAGE_BYTES: %d is out of range %d..%d", c.MaxMessageBytes, MinMaxMessageBytes, MaxMaxMessageBytes)
 	}
 	if c.BatchBytes < 1 {
 		add("KAFKA_BATCH_BYTES: must be positive, got %d", c.BatchBytes)
@@ -274,14 +325,124 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 				return nil, fmt.Errorf("%s: %w", f.env, err)
 			}
 		}
-		pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		certPEM, err := os.ReadFile(c.TLSCertFile)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE: %w", err)
+		}
+		keyPEM, err := os.ReadFile(c.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_TLS_KEY_FILE: %w", err)
+		}
+		if keyPEM, err = decryptKey(keyPEM, c.TLSKeyPassword); err != nil {
+			return nil, err
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			// crypto/tls errors describe the PEM structure, never key bytes.
 			return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE / KAFKA_TLS_KEY_FILE: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
+	case c.TLSKeyPassword != "":
+		return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: set but there is no KAFKA_TLS_KEY_FILE")
 	}
 	return cfg, nil
+}
+
+// decryptKey returns the PEM private key of keyPEM, decrypted with
+// password when it is encrypted. Errors name the setting to fix.
+func decryptKey(keyPEM []byte, password string) ([]byte, error) {
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return keyPEM, nil // tls.X509KeyPair says what is wrong with it
+	}
+	//lint:ignore SA1019 legacy PEM encryption is insecure as a format, but keys in it exist and are only read here
+	legacy := x509.IsEncryptedPEMBlock(block)
+	encrypted := legacy || block.Type == "ENCRYPTED PRIVATE KEY"
+	switch {
+	case !encrypted && password != "":
+		return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: set, but KAFKA_TLS_KEY_FILE is not encrypted: remove the password")
+	case !encrypted:
+		return keyPEM, nil
+	case password == "":
+		return nil, errors.New("KAFKA_TLS_KEY_FILE: the key is encrypted: set KAFKA_TLS_KEY_PASSWORD (or KAFKA_TLS_KEY_PASSWORD_FILE)")
+	}
+	var key any
+	if legacy {
+		//lint:ignore SA1019 see above
+		der, err := x509.DecryptPEMBlock(block, []byte(password))
+		if err != nil {
+			return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: wrong password for KAFKA_TLS_KEY_FILE")
+		}
+		if key, err = parsePrivateKey(der); err != nil {
+			return nil, fmt.Errorf("KAFKA_TLS_KEY_FILE: %w", err)
+		}
+	} else {
+		k, err := pkcs8.ParsePKCS8PrivateKey(block.Bytes, []byte(password))
+		if err != nil {
+			// A wrong password makes the decrypted bytes unparseable.
+			return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: wrong password for KAFKA_TLS_KEY_FILE (or a key encryption that cannot be read)")
+		}
+		key = k
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("KAFKA_TLS_KEY_FILE: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func parsePrivateKey(der []byte) (any, error) {
+	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParseECPrivateKey(der); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		return k, nil
+	}
+	return nil, errors.New("not an RSA, EC or PKCS#8 private key")
+}
+
+// loopbackOnly reports whether every broker is a loopback address.
+func loopbackOnly(brokers []string) bool {
+	for _, b := range brokers {
+		host, _, err := net.SplitHostPort(b)
+		if err != nil {
+			return false
+		}
+		if ip := net.ParseIP(host); !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+			return false
+		}
+	}
+	return len(brokers) > 0
+}
+
+// dialer is the Transport's dial function: Dial or a net.Dialer, and with
+// OAUTHBEARER connections that retire before their token expires.
+func (c Config) dialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := c.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	if c.OAuthToken != nil && strings.EqualFold(strings.TrimSpace(c.SASLMechanism), SASLOAuthBearer) {
+		return oauthDialer(dial, c.OAuthToken, c.OAuthScope)
+	}
+	return dial
+}
+
+// topicConfigEntries are TopicConfig in name order, for CreateTopics.
+func (c Config) topicConfigEntries() []kafka.ConfigEntry {
+	names := make([]string, 0, len(c.TopicConfig))
+	for k := range c.TopicConfig {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]kafka.ConfigEntry, 0, len(names))
+	for _, k := range names {
+		out = append(out, kafka.ConfigEntry{ConfigName: k, ConfigValue: c.TopicConfig[k]})
+	}
+	return out
 }
 
 // saslMechanism builds the SASL mechanism (nil when none is configured).
@@ -303,6 +464,11 @@ func (c Config) saslMechanism() (sasl.Mechanism, error) {
 			return nil, errors.New("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: not usable with SCRAM-SHA-512 (SASLprep failed)")
 		}
 		return m, nil
+	case SASLOAuthBearer:
+		if c.OAuthToken == nil {
+			return nil, errors.New("KAFKA_SASL_MECHANISM=OAUTHBEARER: no token source (producer.Config.OAuthToken)")
+		}
+		return &oauthBearer{token: c.OAuthToken, scope: c.OAuthScope}, nil
 	}
-	return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
+	return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.SASLMechanism)
 }

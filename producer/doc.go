@@ -1,5 +1,5 @@
 // Package producer is the Kafka side of tvm2kafka: the kafka-go Transport
-// and Client (acks=all, compression, TLS, SASL PLAIN / SCRAM), topic
+// and Client (acks=all, compression, TLS, SASL PLAIN / SCRAM / OAUTHBEARER), topic
 // creation, an idempotent per-partition produce path, and the snapshot
 // pipeline that turns the part files of one export into record messages
 // bracketed, in every partition, by snapshot-start and snapshot-end (or

@@ -379,7 +379,7 @@ func TestRecordBatchDecodesWithKafkaGo(t *testing.T) {
 			b.firstTS = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()
 			for i := range 300 {
 				hdrs := []header{{"mde.line", []byte(fmt.Sprint(i))}, {"empty", []byte{}}}
-				b.add(kindRecord, int64(i), []byte(deviceID(0, i)), []byte(recordLine(0, i)), i%50 == 49, hdrs)
+				b.add(kindRecord, position{0, int64(i)}, []byte(deviceID(0, i)), []byte(recordLine(0, i)), i%50 == 49, hdrs)
 			}
 			out, err := encodeBatch(nil, &b, codec, new(lz4.Compressor), producerID{id: 4242, epoch: 3}, 1000)
 			if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"time"
 
@@ -31,29 +30,13 @@ func NewKafka(cfg Config, log zerolog.Logger) (*Kafka, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := cfg.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	mech, err := cfg.saslMechanism()
-	if err != nil {
-		return nil, err
-	}
 	codec, err := compressionCodec(cfg.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("KAFKA_COMPRESSION: %w", err)
 	}
-	transport := &kafka.Transport{
-		Dial:        (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		DialTimeout: cfg.DialTimeout,
-		IdleTimeout: 5 * time.Minute,
-		// The transport routes every produce request by its cached
-		// metadata; a short TTL bounds how long requests go to a former
-		// leader after a leader change.
-		MetadataTTL: 3 * time.Second,
-		ClientID:    "tvm2kafka",
-		TLS:         tlsCfg,
-		SASL:        mech,
+	transport, err := NewTransport(cfg)
+	if err != nil {
+		return nil, err
 	}
 	k := &Kafka{
 		cfg:       cfg,
@@ -161,7 +144,7 @@ func (k *Kafka) EnsureTopic(ctx context.Context, topic string, partitions, repli
 	}
 	k.log.Info().Str("topic", topic).Int("partitions", partitions).Int("replication_factor", replicationFactor).Msg("creating topic")
 	resp, err := k.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
-		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: replicationFactor}},
+		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: replicationFactor, ConfigEntries: k.cfg.topicConfigEntries()}},
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("kafka: creating topic %q: %w", topic, err)
@@ -173,6 +156,8 @@ func (k *Kafka) EnsureTopic(ctx context.Context, topic string, partitions, repli
 	case errors.Is(cerr, kafka.TopicAlreadyExists): // created concurrently
 	case errors.Is(cerr, kafka.TopicAuthorizationFailed), errors.Is(cerr, kafka.ClusterAuthorizationFailed):
 		return 0, false, fmt.Errorf("kafka: topic %q does not exist and this principal may not create it (create it beforehand or grant CREATE): %w", topic, cerr)
+	case errors.Is(cerr, kafka.InvalidConfiguration):
+		return 0, false, fmt.Errorf("kafka: the brokers refused the configs of topic %q (KAFKA_TOPIC_CONFIG): %w", topic, cerr)
 	case errors.Is(cerr, kafka.PolicyViolation), errors.Is(cerr, kafka.InvalidReplicationFactor), errors.Is(cerr, kafka.InvalidPartitionNumber):
 		return 0, false, fmt.Errorf("kafka: the brokers refused to create topic %q with %d partitions and replication factor %d (KAFKA_TOPIC_PARTITIONS, KAFKA_TOPIC_REPLICATION_FACTOR): %w", topic, partitions, replicationFactor, cerr)
 	default:

@@ -71,7 +71,7 @@ func (s *Snapshot) runPart(ctx context.Context, part schema.Part) error {
 		}
 		d := bo.NextBackOff()
 		pr.log.Warn().Int64("line", line).Int("attempt", attempt).Str("error", redact(err.Error())).
-			Int64("resume_after_line", pr.lastRead).Int64("retry_in_ms", d.Milliseconds()).Msg("part read failed; reopening")
+			Int64("resume_after_line", pr.lastRead).Dur("retry_in", d).Msg("part read failed; reopening")
 		if werr := sleep(ctx, d); werr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -162,7 +162,7 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds KAFKA_MAX_MESSAGE_BYTES (%d)", size, s.cfg.MaxMessageBytes))
 	}
 	p := schema.Partition(key, s.cfg.Partitions)
-	if err := s.main.streams[p].add(ctx, kindRecord, ln.Number, key, ln.Bytes, false, hdrs[:]); err != nil {
+	if err := s.main.streams[p].add(ctx, kindRecord, position{int32(pr.part.Index), ln.Number}, key, ln.Bytes, false, hdrs[:]); err != nil {
 		return err
 	}
 	pr.records++

@@ -58,7 +58,7 @@ type recordBatch struct {
 	buf     []byte       // the encoded records
 	starts  []int32      // start of each record in buf
 	kinds   []recordKind // kind of each record
-	lines   []int64      // mde.line of records and DLQ messages, 0 for others
+	pos     []position   // mde.part and mde.line of records and DLQ messages
 	firstTS int64        // create time of the batch, Unix milliseconds
 }
 
@@ -66,7 +66,7 @@ func (b *recordBatch) len() int  { return len(b.starts) }
 func (b *recordBatch) size() int { return len(b.buf) }
 
 func (b *recordBatch) reset() {
-	b.buf, b.starts, b.kinds, b.lines = b.buf[:0], b.starts[:0], b.kinds[:0], b.lines[:0]
+	b.buf, b.starts, b.kinds, b.pos = b.buf[:0], b.starts[:0], b.kinds[:0], b.pos[:0]
 	b.firstTS = 0
 }
 
@@ -112,12 +112,19 @@ func varintLen(v int64) int {
 	return n
 }
 
+// position is where an export line stands: mde.part and mde.line (zero
+// for markers and table records).
+type position struct {
+	part int32
+	line int64
+}
+
 // add appends a record; nullValue writes a null value (a tombstone).
-func (b *recordBatch) add(kind recordKind, line int64, key, value []byte, nullValue bool, hdrs []header) {
+func (b *recordBatch) add(kind recordKind, at position, key, value []byte, nullValue bool, hdrs []header) {
 	d := len(b.starts)
 	b.starts = append(b.starts, int32(len(b.buf)))
 	b.kinds = append(b.kinds, kind)
-	b.lines = append(b.lines, line)
+	b.pos = append(b.pos, at)
 	buf := b.buf
 	buf = binary.AppendVarint(buf, int64(recordSize(key, value, nullValue, hdrs, d)))
 	buf = append(buf, 0)                     // attributes

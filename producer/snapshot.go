@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	redaction "github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -68,6 +69,10 @@ type SnapshotConfig struct {
 	// Logger receives warnings (rejected lines, retries) and the outcome;
 	// it is expected to carry the run's context (run_id) already.
 	Logger zerolog.Logger
+	// Observer, when set, is told about every acknowledged record and,
+	// after the snapshot-end markers, about the completion (the table
+	// topic). See Observer for what its errors mean.
+	Observer Observer
 }
 
 // Progress is a consistent-enough view of a running snapshot.
@@ -270,7 +275,14 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	defer wcancel()
 	s.wctx = wctx
 	var err error
-	s.main, err = newTopicWriter(wctx, s.pub, s.writerConfig(s.cfg.Topic, s.cfg.Partitions, s.refusedRecord))
+	mainCfg := s.writerConfig(s.cfg.Topic, s.cfg.Partitions, s.refusedRecord)
+	if obs := s.cfg.Observer; obs != nil {
+		// Told about each record once the brokers acknowledged it.
+		mainCfg.observe = func(at position, key, value []byte) error {
+			return obs.Record(int(at.part), at.line, key, value)
+		}
+	}
+	s.main, err = newTopicWriter(wctx, s.pub, mainCfg)
 	if err != nil {
 		return s.result(start), err
 	}
@@ -338,6 +350,14 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	res := s.result(start)
 	s.log.Info().Int64("records", res.Records).Int64("rejected", res.Rejected).Int("parts", res.Parts).
 		Dur("duration", res.Duration).Msg("snapshot-end written")
+	if s.cfg.Observer != nil {
+		octx, ocancel := graceCtx(ctx, s.cfg.FlushTimeout)
+		err := s.cfg.Observer.Complete(octx)
+		ocancel()
+		if err != nil {
+			return s.result(start), &CompleteError{Err: err}
+		}
+	}
 	return res, nil
 }
 
@@ -421,7 +441,7 @@ func (s *Snapshot) writeMarkers(ctx context.Context, w *topicWriter, kind schema
 		if err != nil {
 			return 0, fmt.Errorf("encoding marker: %w", err)
 		}
-		if err := w.streams[p].add(ctx, kindMarker, 0, []byte(schema.MarkerKey), v, false, hdrs); err != nil {
+		if err := w.streams[p].add(ctx, kindMarker, position{}, []byte(schema.MarkerKey), v, false, hdrs); err != nil {
 			return 0, fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
@@ -465,22 +485,17 @@ func (s *Snapshot) deadLetter(ctx context.Context, part int, hPart []byte, line 
 	if raw == nil {
 		raw = []byte{}
 	}
-	return s.dlq.streams[part%s.cfg.DLQPartitions].add(ctx, kindDLQ, line, nil, raw, false, hdrs)
+	return s.dlq.streams[part%s.cfg.DLQPartitions].add(ctx, kindDLQ, position{int32(part), line}, nil, raw, false, hdrs)
 }
 
 // refusedRecord handles a record the brokers refused as too large: the line
 // is rejected alone, its dead-letter message carries the raw line.
-func (s *Snapshot) refusedRecord(kind recordKind, line int64, rec decodedRecord, cause error) (*decodedRecord, error) {
+func (s *Snapshot) refusedRecord(kind recordKind, at position, rec decodedRecord, cause error) (*decodedRecord, error) {
 	if kind != kindRecord {
 		return nil, fmt.Errorf("the brokers refused a snapshot marker: %w", cause)
 	}
-	var hPart []byte
-	for _, h := range rec.headers {
-		if h.key == schema.HeaderPart {
-			hPart = h.value
-		}
-	}
-	part, _ := strconv.Atoi(string(hPart))
+	part, line := int(at.part), at.line
+	hPart := strconv.AppendInt(nil, int64(part), 10)
 	const reason = "refused by the broker: MESSAGE_TOO_LARGE"
 	s.rejected.Add(1)
 	s.records.Add(-1)
@@ -490,8 +505,8 @@ func (s *Snapshot) refusedRecord(kind recordKind, line int64, rec decodedRecord,
 
 // refusedDeadLetter handles a dead-letter message the brokers refused as
 // too large: it is sent again without its value.
-func (s *Snapshot) refusedDeadLetter(_ recordKind, line int64, rec decodedRecord, _ error) (*decodedRecord, error) {
-	s.log.Warn().Int64("line", line).Msg("dead-letter message refused as too large; sending it without its value")
+func (s *Snapshot) refusedDeadLetter(_ recordKind, at position, rec decodedRecord, _ error) (*decodedRecord, error) {
+	s.log.Warn().Int("part", int(at.part)).Int64("line", at.line).Msg("dead-letter message refused as too large; sending it without its value")
 	out := decodedRecord{value: []byte{}}
 	for _, h := range rec.headers {
 		if h.key == schema.HeaderError {
@@ -540,27 +555,4 @@ func graceCtx(parent context.Context, grace time.Duration) (context.Context, con
 }
 
 // redact removes SAS signatures from text that might quote a blob URL.
-func redact(s string) string {
-	const sig = "sig="
-	lower := strings.ToLower(s)
-	if !strings.Contains(lower, sig) {
-		return s
-	}
-	var b strings.Builder
-	i := 0
-	for {
-		j := strings.Index(lower[i:], sig)
-		if j < 0 {
-			b.WriteString(s[i:])
-			return b.String()
-		}
-		j += i + len(sig)
-		b.WriteString(s[i:j])
-		b.WriteString("REDACTED")
-		k := j
-		for k < len(s) && !strings.ContainsRune("&\"' \t\r\n)>", rune(s[k])) {
-			k++
-		}
-		i = k
-	}
-}
+func redact(s string) string { return redaction.String(s) }

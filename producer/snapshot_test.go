@@ -65,7 +65,7 @@ func (p *partBuilder) crlfRecord(i int) {
 	p.exp.records[lineKey{p.idx, p.line}] = l
 }
 
-// checkSnapshot verifies contract §4 on the topic's content for runID.
+// checkSnapshot verifies the README's message format on the topic's content for runID.
 func checkSnapshot(t *testing.T, recs []*kgo.Record, partitions int, m schema.Manifest, runID string, exp *expectation) {
 	t.Helper()
 	seen := map[lineKey]bool{}

@@ -30,7 +30,7 @@ type produceClient interface {
 // refusal is what a topicWriter's owner does with a record the broker
 // refused as too large: it accounts for it and may return a replacement
 // record, sent in its place (a dead-letter message without its value).
-type refusal func(kind recordKind, line int64, rec decodedRecord, cause error) (replacement *decodedRecord, err error)
+type refusal func(kind recordKind, at position, rec decodedRecord, cause error) (replacement *decodedRecord, err error)
 
 // writerConfig configures a topicWriter.
 type writerConfig struct {
@@ -44,7 +44,11 @@ type writerConfig struct {
 	retryMax     time.Duration // retries of one batch, since its last progress
 	discard      bool          // dry run: nothing is encoded or sent
 	onRefused    refusal
-	log          zerolog.Logger
+	// observe, when set, is called for every record (kindRecord) once it
+	// is acknowledged, from the partition's sender; an error fails the
+	// stream.
+	observe func(at position, key, value []byte) error
+	log     zerolog.Logger
 }
 
 // topicWriter publishes records to the partitions of one topic as one
@@ -80,7 +84,7 @@ func newTopicWriter(sendCtx context.Context, client produceClient, cfg writerCon
 			w.pid = pid
 			return err
 		}, bo, func(err error, d time.Duration) {
-			cfg.log.Warn().Str("topic", cfg.topic).Err(err).Int64("retry_in_ms", d.Milliseconds()).Msg("init producer id failed; retrying")
+			cfg.log.Warn().Str("topic", cfg.topic).Err(err).Dur("retry_in", d).Msg("init producer id failed; retrying")
 		})
 		if err != nil {
 			return nil, fmt.Errorf("kafka: obtaining an idempotent producer id for topic %q: %w", cfg.topic, err)
@@ -195,7 +199,7 @@ func (s *stream) wait(ctx context.Context) error {
 // add appends one record, waiting while the partition's batch is full and
 // the previous one is still in flight (the backpressure of the pipeline).
 // Key, value and header values are copied.
-func (s *stream) add(ctx context.Context, kind recordKind, line int64, key, value []byte, nullValue bool, hdrs []header) error {
+func (s *stream) add(ctx context.Context, kind recordKind, at position, key, value []byte, nullValue bool, hdrs []header) error {
 	size := recordSize(key, value, nullValue, hdrs, 0) + 5
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,7 +225,7 @@ func (s *stream) add(ctx context.Context, kind recordKind, line int64, key, valu
 		s.cur.firstTS = time.Now().UnixMilli()
 		s.notifyLocked() // the sender starts counting the linger
 	}
-	s.cur.add(kind, line, key, value, nullValue, hdrs)
+	s.cur.add(kind, at, key, value, nullValue, hdrs)
 	s.added++
 	if s.cur.size() >= s.w.cfg.batchBytes && !s.wantSend {
 		s.wantSend = true
@@ -329,13 +333,11 @@ func (s *stream) next() *recordBatch {
 // and accounts for its records.
 func (s *stream) send(b *recordBatch) error {
 	if s.w.cfg.discard {
-		s.account(b, 0, b.len())
-		return nil
+		return s.account(b)
 	}
 	err := s.produce(b)
 	if err == nil {
-		s.account(b, 0, b.len())
-		return nil
+		return s.account(b)
 	}
 	if !errors.Is(err, kafka.MessageSizeTooLarge) && !errors.Is(err, kafka.RecordListTooLarge) {
 		return err
@@ -353,7 +355,7 @@ func (s *stream) send(b *recordBatch) error {
 			if derr != nil {
 				return derr
 			}
-			nb.add(b.kinds[i], b.lines[i], rec.key, rec.value, rec.nullValue, rec.headers)
+			nb.add(b.kinds[i], b.pos[i], rec.key, rec.value, rec.nullValue, rec.headers)
 		}
 		if err := s.send(nb); err != nil {
 			return err
@@ -372,7 +374,7 @@ func (s *stream) refused(b *recordBatch, cause error) error {
 	if s.w.cfg.onRefused == nil {
 		return fmt.Errorf("partition %d: %w", s.partition, cause)
 	}
-	repl, err := s.w.cfg.onRefused(b.kinds[0], b.lines[0], rec, cause)
+	repl, err := s.w.cfg.onRefused(b.kinds[0], b.pos[0], rec, cause)
 	if err != nil {
 		return err
 	}
@@ -383,10 +385,10 @@ func (s *stream) refused(b *recordBatch, cause error) error {
 		return nil
 	}
 	nb := &recordBatch{firstTS: b.firstTS}
-	nb.add(b.kinds[0], b.lines[0], repl.key, repl.value, repl.nullValue, repl.headers)
+	nb.add(b.kinds[0], b.pos[0], repl.key, repl.value, repl.nullValue, repl.headers)
 	if err := s.produce(nb); err != nil {
 		if errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge) {
-			s.w.cfg.log.Warn().Str("topic", s.w.cfg.topic).Int("partition", s.partition).Int64("line", b.lines[0]).
+			s.w.cfg.log.Warn().Str("topic", s.w.cfg.topic).Int("partition", s.partition).Int64("line", b.pos[0].line).
 				Msg("replacement of a refused message refused too; dropped")
 			return nil
 		}
@@ -395,18 +397,30 @@ func (s *stream) refused(b *recordBatch, cause error) error {
 	return nil
 }
 
-// account counts records [lo, hi) of b as acknowledged.
-func (s *stream) account(b *recordBatch, lo, hi int) {
+// account counts the records of b as acknowledged, after telling the
+// observer about each export record.
+func (s *stream) account(b *recordBatch) error {
 	var recs int64
-	for _, k := range b.kinds[lo:hi] {
-		if k == kindRecord {
-			recs++
+	for i, k := range b.kinds {
+		if k != kindRecord {
+			continue
+		}
+		recs++
+		if s.w.cfg.observe != nil {
+			rec, err := b.record(i)
+			if err == nil {
+				err = s.w.cfg.observe(b.pos[i], rec.key, rec.value)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	s.mu.Lock()
-	s.finished += int64(hi - lo)
+	s.finished += int64(b.len())
 	s.records += recs
 	s.mu.Unlock()
+	return nil
 }
 
 // produce sends b until the broker acknowledges it, with the same producer
@@ -440,7 +454,7 @@ func (s *stream) produce(b *recordBatch) error {
 	bo := backoff.WithContext(newExpBackOff(w.cfg.retryInitial, w.cfg.retryMax), w.stopCtx)
 	err = backoff.RetryNotify(op, bo, func(err error, d time.Duration) {
 		w.cfg.log.Warn().Str("topic", w.cfg.topic).Int("partition", s.partition).Int("attempt", attempt).
-			Int64("retry_in_ms", d.Milliseconds()).Str("error", err.Error()).Msg("produce failed; retrying")
+			Dur("retry_in", d).Str("error", err.Error()).Msg("produce failed; retrying")
 		s.checkLeader()
 	})
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 // ExportInfoGathering is the export name of GET /api/machines/InfoGatheringExport.
 const ExportInfoGathering = "InfoGatheringExport"
 
-// Header names of record, marker and dead-letter messages (contract §4, §5).
+// Header names of record, marker and dead-letter messages (README "Messages").
 const (
 	HeaderExport        = "mde.export"
 	HeaderGeneratedTime = "mde.generated_time"

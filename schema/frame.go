@@ -36,7 +36,7 @@ type Line struct {
 	Length int64
 }
 
-// LineReader frames decompressed part content into lines (contract §5):
+// LineReader frames decompressed part content into lines (README "Failure handling"):
 // lines end with "\n" or "\r\n" (one trailing "\r" is removed, also from
 // a last line without "\n"), a last line without terminator is returned,
 // a UTF-8 BOM at the very start of the content is not part of line 1,

@@ -13,8 +13,12 @@
 # Listeners (all on 127.0.0.1):
 #   19092 PLAINTEXT
 #   19093 CONTROLLER (KRaft, internal)
-#   19094 SASL_SSL   mechanisms PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; TLS by a test CA
-#                    users: alice/alice-secret (SCRAM-SHA-512 and -256), bob/bob-secret (PLAIN)
+#   19094 SASL_SSL   mechanisms PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER; TLS by a test CA
+#                    users: alice/alice-secret (SCRAM-SHA-512 and -256), bob/bob-secret (PLAIN);
+#                    OAUTHBEARER: RS256 JWTs signed with the rig's key (oauth/key.pem, its JWKS
+#                    in oauth/jwks.json), audience https://127.0.0.1, issuer
+#                    https://sts.windows.net/<OAUTH_TENANT>/ (the Entra ID v1 form); sessions
+#                    end when the token expires (connections.max.reauth.ms)
 #
 # Settings (environment):
 #   TVM2KAFKA_CACHE    jar cache, default $HOME/.cache/tvm2kafka (jars in $TVM2KAFKA_CACHE/jars)
@@ -49,6 +53,11 @@ SCRAM_USER=alice
 SCRAM_PASSWORD=alice-secret
 PLAIN_USER=bob
 PLAIN_PASSWORD=bob-secret
+OAUTH="$STATE/oauth"
+OAUTH_KID=tvm2kafka-rig
+OAUTH_TENANT=5c0ffee0-7a1e-4d2b-9c3f-0a1b2c3d4e5f
+OAUTH_ISSUER="https://sts.windows.net/$OAUTH_TENANT/"
+OAUTH_AUDIENCE="https://$HOST"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-45}"
 
@@ -126,6 +135,21 @@ make_certs() {
 	chmod 600 "$TLS"/*-key.pem "$TLS/broker-keystore.pem"
 }
 
+# The OAUTHBEARER signing key and its JWKS, read by the broker from a file:
+# the broker starts before any test, so no JWKS endpoint has to be up.
+make_oauth_key() {
+	[[ -f "$OAUTH/key.pem" && -f "$OAUTH/jwks.json" ]] && return 0
+	command -v openssl >/dev/null || die "openssl not found"
+	mkdir -p "$OAUTH"
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$OAUTH/key.pem" 2>/dev/null
+	chmod 600 "$OAUTH/key.pem"
+	local n
+	n="$(openssl rsa -in "$OAUTH/key.pem" -noout -modulus | cut -d= -f2 | basenc --base16 -d | basenc --base64url -w0 | tr -d '=')"
+	[[ -n "$n" ]] || die "could not read the OAUTHBEARER key's modulus"
+	printf '{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"%s","n":"%s","e":"AQAB"}]}\n' \
+		"$OAUTH_KID" "$n" >"$OAUTH/jwks.json"
+}
+
 # ---------------------------------------------------------------- config
 write_config() {
 	mkdir -p "$STATE" "$DATA"
@@ -155,14 +179,23 @@ write_config() {
 		group.initial.rebalance.delay.ms=0
 
 		# SASL_SSL listener
-		sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
-		listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+		sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
+		listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
 		listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$PLAIN_USER="$PLAIN_PASSWORD";
 		listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 		listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 		listener.name.sasl_ssl.ssl.keystore.type=PEM
 		listener.name.sasl_ssl.ssl.keystore.location=$TLS/broker-keystore.pem
 		listener.name.sasl_ssl.ssl.client.auth=none
+		listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+		listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
+		listener.name.sasl_ssl.oauthbearer.connections.max.reauth.ms=3600000
+		# Kafka 4.1's default validator (DefaultJwtValidator) checks no signature when the
+		# handler is created by the broker: name the one that checks against the JWKS.
+		sasl.oauthbearer.jwt.validator.class=org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator
+		sasl.oauthbearer.jwks.endpoint.url=file://$OAUTH/jwks.json
+		sasl.oauthbearer.expected.audience=$OAUTH_AUDIENCE
+		sasl.oauthbearer.expected.issuer=$OAUTH_ISSUER
 	EOF
 	cat >"$LOG4J" <<-EOF
 		status = warn
@@ -293,6 +326,7 @@ cmd_start() {
 	fi
 	fetch_jars
 	make_certs
+	make_oauth_key
 	write_config
 	format_storage
 	local t0=$SECONDS
@@ -300,6 +334,7 @@ cmd_start() {
 	echo "=== start $(date -u +%FT%TZ)" >>"$LOGFILE"
 	nohup java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true \
 		-Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
+		-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls="file://$OAUTH/jwks.json" \
 		-cp "$JARS/*" kafka.Kafka "$CONF" </dev/null >>"$LOGFILE" 2>&1 8>&- 9>&- &
 	pid=$!
 	echo "$pid" >"$PIDFILE"
@@ -358,6 +393,10 @@ cmd_env() {
 		"IT_KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD" \
 		"IT_KAFKA_PLAIN_USER=$PLAIN_USER" \
 		"IT_KAFKA_PLAIN_PASSWORD=$PLAIN_PASSWORD" \
+		"IT_KAFKA_OAUTH_KEY_FILE=$OAUTH/key.pem" \
+		"IT_KAFKA_OAUTH_KID=$OAUTH_KID" \
+		"IT_KAFKA_OAUTH_ISSUER=$OAUTH_ISSUER" \
+		"IT_KAFKA_OAUTH_AUDIENCE=$OAUTH_AUDIENCE" \
 		"IT_KAFKA_JARS=$JARS" \
 		"IT_KAFKA_SCRIPT=$SCRIPT_PATH"; do
 		printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The one test command (also what .ci/run runs).
 #
-#   scripts/test.sh           everything: format + vet, unit tests, a real Kafka broker and
-#                             Azurite, integration tests (build tag `integration`), then a
-#                             three-broker cluster for the tests named TestCluster… (started
-#                             for them, stopped right after), fuzz smoke, benchmark smoke
-#   scripts/test.sh --unit    format + vet + unit tests only (no services), for quick local runs
+#   scripts/test.sh           everything: tidy modules, format, vet, staticcheck, unit tests, a
+#                             real Kafka broker and Azurite, integration tests (build tag
+#                             `integration`), then a three-broker cluster for the tests named
+#                             TestCluster… (started for them, stopped right after), fuzz smoke,
+#                             benchmark smoke
+#   scripts/test.sh --unit    the checks and unit tests only (no services), for quick local runs
 #
-# On a fresh machine it installs what is missing: kcat (Debian), Go modules, the Kafka
-# jars (Maven Central, cached in ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}) and Azurite (npm).
+# On a fresh machine it installs what is missing: kcat (Debian), Go modules, staticcheck
+# (go install, pinned below), the Kafka jars (Maven Central, cached in
+# ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}), Azurite (npm) and the Kafka Streams application
+# of the end-to-end tests (Maven, scripts/streamsapp.sh).
 # Services it started are stopped on exit, also when a step fails or it is interrupted.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
 #
@@ -25,7 +28,7 @@ case "${1:-}" in
 "") ;;
 --unit) MODE=unit ;;
 -h | --help)
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 *)
@@ -35,6 +38,7 @@ case "${1:-}" in
 esac
 
 FUZZTIME="${FUZZTIME:-10s}"
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, the release for Go 1.26
 RIG_DIR="${TVM2KAFKA_RIG_DIR:-$REPO_DIR/.rig}"
 export TVM2KAFKA_RIG_DIR="$RIG_DIR"
 mkdir -p "$RIG_DIR"
@@ -131,6 +135,28 @@ check_tools() {
 
 go_modules() { go mod download; }
 
+# go.mod and go.sum must be what `go mod tidy` makes of them.
+check_tidy() {
+	local diff
+	if ! diff="$(go mod tidy -diff 2>&1)"; then
+		echo "go.mod / go.sum are not tidy (run go mod tidy):"
+		echo "$diff"
+		return 1
+	fi
+	echo "go mod tidy: ok"
+}
+
+# staticcheck, installed at the pinned version into the rig directory.
+run_staticcheck() {
+	local bin="$RIG_DIR/bin/staticcheck"
+	if [[ ! -x "$bin" ]] || ! "$bin" -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
+		echo "installing staticcheck $STATICCHECK_VERSION"
+		GOBIN="$RIG_DIR/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" || return 1
+	fi
+	"$bin" -version
+	"$bin" ./... && "$bin" -tags integration ./... && echo "staticcheck: ok"
+}
+
 check_format() {
 	local files
 	files="$(find . -name '*.go' -not -path './.rig/*' -not -path '*/node_modules/*' -not -path './.git/*' -print0 |
@@ -191,6 +217,7 @@ start_services() {
 	echo "azurite start: $((SECONDS - t0)) s"
 	eval "$("$SCRIPT_DIR/kafka.sh" env)"
 	eval "$("$SCRIPT_DIR/azurite.sh" env)"
+	eval "$("$SCRIPT_DIR/streamsapp.sh" env)"
 	env | grep '^IT_' | grep -v PASSWORD | sort
 }
 
@@ -253,7 +280,7 @@ stop_cluster() {
 	"$SCRIPT_DIR/kafka-cluster.sh" stop && STARTED_CLUSTER=0
 }
 
-bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke; }
+bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke && "$REPO_DIR/bench/table.sh" --smoke; }
 
 # "file:FuzzName" for every fuzz target.
 fuzz_targets() {
@@ -282,13 +309,17 @@ fuzz_smoke() {
 # ------------------------------------------------------------------ run
 step "Tools" check_tools
 if [[ $MODE == all && ${#FAILED[@]} -eq 0 ]]; then
-	# Fetch the Kafka jars and Azurite while the Go steps run.
-	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install) >"$RIG_DIR/prefetch.log" 2>&1 &
+	# Fetch the Kafka jars and Azurite, and build the Kafka Streams application of the
+	# end-to-end tests (Maven), while the Go steps run.
+	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install && "$SCRIPT_DIR/streamsapp.sh" build) \
+		>"$RIG_DIR/prefetch.log" 2>&1 &
 	PREFETCH_PID=$!
 fi
 step "Go modules" go_modules
+step "go mod tidy" check_tidy
 step "gofmt" check_format
 step "go vet" vet
+step "staticcheck" run_staticcheck
 step "Unit tests (go test -race ./...)" unit_tests
 
 if [[ $MODE == all ]]; then
@@ -298,7 +329,7 @@ if [[ $MODE == all ]]; then
 	step "Cluster tests (${CLUSTER_TESTS}: exactly once under faults, rolling restart)" cluster_tests
 	step "Stop the three-broker cluster" stop_cluster
 	step "Fuzz smoke (${FUZZTIME} per target)" fuzz_smoke
-	step "Benchmark smoke (bench/run.sh --smoke)" bench_smoke
+	step "Benchmark smoke (bench/run.sh --smoke, bench/table.sh --smoke)" bench_smoke
 fi
 
 section "Summary ($((SECONDS - T0)) s)"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/klauspost/compress/gzip"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -34,6 +37,9 @@ var (
 	// ErrSASExpired: storage refused the SAS (403 AuthenticationFailed).
 	// OpenPart refreshes the URL itself; retryable.
 	ErrSASExpired = errors.New("SAS URL rejected (403 AuthenticationFailed), probably expired")
+	// ErrSASRefreshLimit: storage kept rejecting the SAS URLs after the
+	// run's manifest refreshes (BlobConfig.MaxRefreshes). Permanent.
+	ErrSASRefreshLimit = errors.New("SAS refresh limit reached")
 	// ErrSnapshotChanged: a refreshed manifest belongs to another snapshot
 	// (generatedTime changed) or no longer lists the part. Permanent.
 	ErrSnapshotChanged = errors.New("the export changed while it was being read")
@@ -57,7 +63,7 @@ func (e *BlobError) Error() string {
 		}
 		s += ": "
 	}
-	return s + scrub(e.Err.Error())
+	return s + redact.String(e.Err.Error())
 }
 
 func (e *BlobError) Unwrap() error { return e.Err }
@@ -98,6 +104,10 @@ type BlobConfig struct {
 	GeneratedTime string
 	// MaxElapsed bounds the retries inside one OpenPart; 0 = 2 minutes.
 	MaxElapsed time.Duration
+	// MaxRefreshes bounds the manifest refreshes of a run (all parts
+	// together); 0 = DefaultMaxRefreshes. Once it is reached, a SAS URL
+	// that storage still rejects fails its part with ErrSASRefreshLimit.
+	MaxRefreshes int
 	// Clock nil = RealClock().
 	Clock  Clock
 	Logger zerolog.Logger
@@ -108,10 +118,12 @@ type Blobs struct {
 	cfg   BlobConfig
 	opts  *blob.ClientOptions
 	bytes atomic.Int64
+	sizes sync.Map // blob path → Content-Length, for progress
 
-	refreshMu sync.Mutex // serialises refreshes
+	flight    singleflight.Group // one manifest refresh at a time, shared
 	mu        sync.Mutex
 	gen       int               // bumped by every refresh
+	refreshes int               // manifest refreshes made in this run
 	urls      map[string]string // blob path → latest SAS URL (after a refresh)
 	genTime   string
 }
@@ -123,6 +135,9 @@ func NewBlobs(cfg BlobConfig) *Blobs {
 	}
 	if cfg.MaxElapsed <= 0 {
 		cfg.MaxElapsed = 2 * time.Minute
+	}
+	if cfg.MaxRefreshes <= 0 {
+		cfg.MaxRefreshes = DefaultMaxRefreshes
 	}
 	co := azcore.ClientOptions{
 		// Retries are ours (bounded, on our clock, with SAS refresh).
@@ -141,6 +156,19 @@ func NewBlobs(cfg BlobConfig) *Blobs {
 // all parts together.
 func (b *Blobs) BytesDownloaded() int64 { return b.bytes.Load() }
 
+// KnownSizes returns the compressed size of the parts opened so far (as
+// storage announced it) and their number.
+func (b *Blobs) KnownSizes() (bytes int64, parts int) {
+	b.sizes.Range(func(_, v any) bool {
+		if n := v.(int64); n >= 0 {
+			bytes += n
+			parts++
+		}
+		return true
+	})
+	return bytes, parts
+}
+
 // currentURL returns the latest URL of part and the refresh generation.
 func (b *Blobs) currentURL(part schema.Part) (string, int, error) {
 	b.mu.Lock()
@@ -155,86 +183,108 @@ func (b *Blobs) currentURL(part schema.Part) (string, int, error) {
 	return u, b.gen, nil
 }
 
-// refresh fetches the manifest again unless another worker already did
-// since generation gen.
+// DefaultMaxRefreshes is BlobConfig.MaxRefreshes' default: a run may
+// fetch the export's URLs again at most ten times, half of the export API's
+// budget of 20 calls an hour, so that storage rejecting every SAS cannot
+// spend it all (a run outliving its SAS URLs needs one refresh per SAS
+// lifetime, 3 hours by default).
+const DefaultMaxRefreshes = 10
+
+// refresh fetches the manifest again, once for all the workers whose URLs
+// are of generation gen; a worker whose URL is older than the latest
+// refresh just takes the new URL.
 func (b *Blobs) refresh(ctx context.Context, path string, gen int) error {
-	b.refreshMu.Lock()
-	defer b.refreshMu.Unlock()
-	b.mu.Lock()
-	done := b.gen != gen
-	b.mu.Unlock()
-	if done {
-		return nil
-	}
 	if b.cfg.Refresh == nil {
 		return &BlobError{Path: path, Status: http.StatusForbidden, Code: "AuthenticationFailed", Err: ErrSASExpired}
 	}
-	b.cfg.Logger.Warn().Str("blob", path).Msg("SAS URL rejected, fetching the export manifest again")
-	m, err := b.cfg.Refresh(ctx)
-	if err != nil {
-		return fmt.Errorf("blob %s: SAS expired; fetching the export again failed: %w", path, err)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.genTime == "" {
-		b.genTime = m.GeneratedTime
-	} else if m.GeneratedTime != b.genTime {
-		return &BlobError{Path: path, Err: fmt.Errorf("%w: generatedTime %s, was %s", ErrSnapshotChanged, m.GeneratedTime, b.genTime)}
-	}
-	urls := make(map[string]string, len(m.Parts))
-	for _, p := range m.Parts {
-		urls[p.Path] = p.URL
-	}
-	b.urls = urls
-	b.gen++
-	return nil
+	_, err, _ := b.flight.Do(strconv.Itoa(gen), func() (any, error) {
+		b.mu.Lock()
+		if b.gen != gen {
+			b.mu.Unlock()
+			return nil, nil // refreshed meanwhile
+		}
+		if b.refreshes >= b.cfg.MaxRefreshes {
+			b.mu.Unlock()
+			return nil, &BlobError{Path: path, Status: http.StatusForbidden, Code: "AuthenticationFailed",
+				Err: fmt.Errorf("%w: storage still rejects the SAS URLs after %d refreshes of the export's URLs in this run; giving up to spare the export API's hourly budget (check the clock of this machine and MDE_SAS_VALID_HOURS)", ErrSASRefreshLimit, b.refreshes)}
+		}
+		b.refreshes++
+		n := b.refreshes
+		b.mu.Unlock()
+		b.cfg.Logger.Warn().Str("blob", path).Int("refresh", n).Int("max_refreshes", b.cfg.MaxRefreshes).
+			Msg("SAS URL rejected (403 AuthenticationFailed), fetching the export's URLs again")
+		m, err := b.cfg.Refresh(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("blob %s: SAS expired; fetching the export again failed: %w", path, err)
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.genTime == "" {
+			b.genTime = m.GeneratedTime
+		} else if m.GeneratedTime != b.genTime {
+			return nil, &BlobError{Path: path, Err: fmt.Errorf("%w: generatedTime %s, was %s", ErrSnapshotChanged, m.GeneratedTime, b.genTime)}
+		}
+		urls := make(map[string]string, len(m.Parts))
+		for _, p := range m.Parts {
+			urls[p.Path] = p.URL
+		}
+		b.urls = urls
+		b.gen++
+		return nil, nil
+	})
+	return err
 }
 
 // OpenPart downloads a part and returns its decompressed content. 5xx,
 // 429 and network errors are retried with backoff within MaxElapsed; a
-// blob still being copied is waited for; an expired SAS leads to one
-// manifest refresh shared by all workers, then a retry with the part's new
-// URL; 404 fails with ErrNotFound. A connection cut while reading is
-// resumed with a Range request; read errors that remain are retryable
-// (IsRetryable), except ErrCorrupt.
+// blob still being copied is waited for; a SAS URL that storage rejects as
+// expired (403 AuthenticationFailed) leads to one manifest refresh shared
+// by all workers, then at once to a new attempt with the part's new URL,
+// within MaxRefreshes per run; any other 403 and 404 fail. A connection
+// cut while reading is resumed with a Range request; read errors that
+// remain are retryable (IsRetryable), except ErrCorrupt.
 func (b *Blobs) OpenPart(ctx context.Context, part schema.Part) (io.ReadCloser, error) {
-	bo := newBackoff(b.cfg.Clock, 250*time.Millisecond, 15*time.Second, b.cfg.MaxElapsed)
-	refreshes := 0
-	for attempt := 1; ; attempt++ {
-		u, gen, err := b.currentURL(part)
-		if err != nil {
-			return nil, err
+	var (
+		rc       io.ReadCloser
+		attempts int
+	)
+	err := retry(ctx, b.cfg.Clock, newBackoff(b.cfg.Clock, 250*time.Millisecond, 15*time.Second, b.cfg.MaxElapsed), func() error {
+		attempts++
+		for {
+			u, gen, err := b.currentURL(part)
+			if err != nil {
+				return backoff.Permanent(err)
+			}
+			if rc, err = b.open(ctx, part.Path, u); err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return backoff.Permanent(err)
+			}
+			if !errors.Is(err, ErrSASExpired) {
+				if !IsRetryable(err) {
+					return backoff.Permanent(err)
+				}
+				return err
+			}
+			if err := b.refresh(ctx, part.Path, gen); err != nil {
+				return backoff.Permanent(err)
+			}
 		}
-		rc, err := b.open(ctx, part.Path, u)
-		if err == nil {
-			return rc, nil
-		}
+	}, func(err error, wait time.Duration) {
+		b.cfg.Logger.Warn().Str("blob", part.Path).Int("attempt", attempts).Dur("retry_in", wait).Str("error", err.Error()).Msg("part download failed, retrying")
+	})
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, &BlobError{Path: part.Path, Err: ctx.Err()}
 		}
-		if errors.Is(err, ErrSASExpired) {
-			if refreshes == 3 {
-				return nil, err
-			}
-			refreshes++
-			if rerr := b.refresh(ctx, part.Path, gen); rerr != nil {
-				return nil, rerr
-			}
-			continue
+		if IsRetryable(err) {
+			b.cfg.Logger.Error().Str("blob", part.Path).Int("attempts", attempts).Str("error", err.Error()).Msg("giving up on part")
 		}
-		if !IsRetryable(err) {
-			return nil, err
-		}
-		d := bo.NextBackOff()
-		if d == backoff.Stop {
-			b.cfg.Logger.Error().Str("blob", part.Path).Int("attempts", attempt).Str("error", err.Error()).Msg("giving up on part")
-			return nil, err
-		}
-		b.cfg.Logger.Warn().Str("blob", part.Path).Int("attempt", attempt).Dur("retry_in", d).Str("error", err.Error()).Msg("part download failed, retrying")
-		if serr := sleep(ctx, b.cfg.Clock, d); serr != nil {
-			return nil, &BlobError{Path: part.Path, Err: serr}
-		}
+		return nil, err
 	}
+	b.sizes.LoadOrStore(part.Path, rc.(*partReader).size)
+	return rc, nil
 }
 
 // open makes one download attempt.
@@ -265,7 +315,7 @@ func (b *Blobs) open(ctx context.Context, path, sasURL string) (io.ReadCloser, e
 		MaxRetries: 5,
 		OnFailedRead: func(failures int32, lastErr error, rng blob.HTTPRange, willRetry bool) {
 			log.Warn().Str("blob", path).Int32("failures", failures).Int64("offset", rng.Offset).
-				Bool("resuming", willRetry).Str("error", scrub(stripURLQuery(lastErr).Error())).Msg("blob read cut, resuming with a Range request")
+				Bool("resuming", willRetry).Str("error", redact.String(stripURLQuery(lastErr).Error())).Msg("blob read cut, resuming with a Range request")
 		},
 	})
 	src := &countingReader{r: rr, total: &b.bytes}
@@ -287,8 +337,12 @@ func classify(path string, err error) error {
 		switch {
 		case re.StatusCode == http.StatusNotFound:
 			be.Err = ErrNotFound
-		case re.StatusCode == http.StatusForbidden && (re.ErrorCode == "AuthenticationFailed" || re.ErrorCode == ""):
+		case re.StatusCode == http.StatusForbidden && re.ErrorCode == "AuthenticationFailed":
 			be.Err, be.retry = ErrSASExpired, true
+		case re.StatusCode == http.StatusForbidden && re.ErrorCode == "":
+			be.Err = errors.New("access refused without a storage error code: by something between this host and storage (a proxy or firewall?)")
+		case re.StatusCode == http.StatusForbidden:
+			be.Err = errors.New("storage refused access to the blob (the SAS URL is valid but not for this request or this client address)")
 		case re.StatusCode == http.StatusTooManyRequests || re.StatusCode == http.StatusRequestTimeout || re.StatusCode >= 500:
 			be.Err, be.retry = errors.New("transient storage error"), true
 		default:

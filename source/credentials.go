@@ -2,6 +2,8 @@ package source
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,12 +11,15 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 )
 
 // DefaultTokenScope is the OAuth scope of the Defender API (MDE_TOKEN_SCOPE).
@@ -70,7 +75,7 @@ func (e *AuthError) Error() string {
 	if e.msg != "" {
 		return e.msg
 	}
-	return "authentication (" + e.Kind + ") failed: " + scrub(e.Err.Error())
+	return "authentication (" + e.Kind + ") failed: " + redact.String(e.Err.Error())
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }
@@ -103,6 +108,20 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 	if cfg.HTTPClient != nil {
 		opts.Transport = cfg.HTTPClient
 	}
+	// azcore's retry policy, except that a host name that does not exist
+	// fails at once.
+	opts.Retry.ShouldRetry = func(resp *http.Response, err error) bool {
+		if err != nil {
+			_, typo := NoSuchHost(err)
+			return !typo
+		}
+		switch resp.StatusCode {
+		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
 	need := func(kind string, vars ...string) error {
 		vals := map[string]string{"AZURE_TENANT_ID": cfg.TenantID, "AZURE_CLIENT_ID": cfg.ClientID}
 		var missing []string
@@ -130,17 +149,15 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
 			return nil, "", err
 		}
-		data, rerr := os.ReadFile(cfg.CertificatePath)
-		if rerr != nil {
-			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", rerr)
-		}
-		certs, key, perr := azidentity.ParseCertificates(data, []byte(cfg.CertificatePassword))
-		if perr != nil {
-			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: cannot parse certificate (wrong AZURE_CLIENT_CERTIFICATE_PASSWORD?): %s",
-				cfg.CertificatePath, redactSecret(perr.Error(), cfg.CertificatePassword))
+		certs, key, cerr := loadCertificate(cfg.CertificatePath, cfg.CertificatePassword)
+		if cerr != nil {
+			return nil, "", cerr
 		}
 		cred, err = azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts})
+		if err != nil {
+			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: %s", cfg.CertificatePath, redact.New(cfg.CertificatePassword).String(err.Error()))
+		}
 	case cfg.FederatedTokenFile != "":
 		kind = KindWorkloadIdentity
 		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
@@ -157,26 +174,74 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		cred, err = azidentity.NewManagedIdentityCredential(mo)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("%s credential: %s", kind, redactSecret(scrub(err.Error()), cfg.ClientSecret))
+		return nil, "", fmt.Errorf("%s credential: %s", kind, redact.New(cfg.ClientSecret).String(err.Error()))
 	}
-	return &azTokenSource{cred: cred, scope: scope, kind: kind, secret: cfg.ClientSecret}, kind, nil
+	return &azTokenSource{cred: cred, scope: scope, scopeVar: "MDE_TOKEN_SCOPE", kind: kind, secret: cfg.ClientSecret}, kind, nil
+}
+
+// ExpiringTokenSource yields bearer tokens with the time they expire.
+type ExpiringTokenSource interface {
+	TokenExpiry(ctx context.Context) (token string, expiresOn time.Time, err error)
+}
+
+// ForScope returns a token source for another scope on the same Entra ID
+// credential as ts (a source from NewTokenSource), e.g. for Kafka's
+// OAUTHBEARER. scopeVar names the setting of that scope in errors. A
+// static MDE_ACCESS_TOKEN has no other scope: that is an error.
+func ForScope(ts TokenSource, scope, scopeVar string) (ExpiringTokenSource, error) {
+	az, ok := ts.(*azTokenSource)
+	if !ok {
+		return nil, fmt.Errorf("%s: MDE_ACCESS_TOKEN is a token for the Defender API only; another scope needs an Entra ID credential", scopeVar)
+	}
+	return &azTokenSource{cred: az.cred, scope: scope, scopeVar: scopeVar, kind: az.kind, secret: az.secret}, nil
+}
+
+// loadCertificate reads a PEM or PKCS#12 certificate with its private key.
+// Its errors name the setting to fix and never hold the password.
+func loadCertificate(path, password string) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", err)
+	}
+	certs, key, err := azidentity.ParseCertificates(data, []byte(password))
+	if err == nil {
+		return certs, key, nil
+	}
+	msg := redact.New(password).String(err.Error())
+	switch {
+	case strings.Contains(msg, "decryption password incorrect") && password == "":
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PASSWORD: %s is a password-protected PKCS#12 file and no password is set", path)
+	case strings.Contains(msg, "decryption password incorrect"):
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PASSWORD: wrong password for the PKCS#12 file %s (AZURE_CLIENT_CERTIFICATE_PATH)", path)
+	case strings.Contains(msg, "unknown digest algorithm"):
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: a PKCS#12 file with SHA-256 integrity, which cannot be read: export it with `openssl pkcs12 -export -legacy`, or use the PEM certificate and key in one file (%s)", path, msg)
+	case strings.Contains(msg, "no private key"):
+		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: holds a certificate but no private key; put the unencrypted PEM key in the same file, or use a PKCS#12 file", path)
+	}
+	return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: not a PEM or PKCS#12 certificate with its private key (%s)", path, truncate(msg, 200))
 }
 
 // azTokenSource asks an azidentity credential for tokens; azidentity
 // caches them and refreshes them before they expire.
 type azTokenSource struct {
-	cred   azcore.TokenCredential
-	scope  string
-	kind   string
-	secret string
+	cred     azcore.TokenCredential
+	scope    string
+	scopeVar string // the setting of scope, for errors
+	kind     string
+	secret   string
 }
 
 func (s *azTokenSource) Token(ctx context.Context) (string, error) {
+	tok, _, err := s.TokenExpiry(ctx)
+	return tok, err
+}
+
+func (s *azTokenSource) TokenExpiry(ctx context.Context) (string, time.Time, error) {
 	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}})
 	if err != nil {
-		return "", newAuthError(s.kind, s.secret, err)
+		return "", time.Time{}, newAuthError(s.kind, s.secret, s.scopeVar, err)
 	}
-	return tok.Token, nil
+	return tok.Token, tok.ExpiresOn, nil
 }
 
 var reAADSTS = regexp.MustCompile(`AADSTS\d+`)
@@ -189,9 +254,13 @@ var credentialVars = map[string]string{
 	KindManagedIdentity:  "the managed identity (AZURE_CLIENT_ID for a user-assigned one)",
 }
 
-func newAuthError(kind, secret string, err error) *AuthError {
+func newAuthError(kind, secret, scopeVar string, err error) *AuthError {
 	ae := &AuthError{Kind: kind, Err: err}
 	vars := credentialVars[kind]
+	if host, ok := NoSuchHost(err); ok {
+		ae.msg = fmt.Sprintf("authentication (%s): the Entra ID host %s does not exist (DNS: no such host): check AZURE_AUTHORITY_HOST", kind, host)
+		return ae
+	}
 	var afe *azidentity.AuthenticationFailedError
 	if errors.As(err, &afe) && afe.RawResponse != nil {
 		var body struct {
@@ -214,7 +283,7 @@ func newAuthError(kind, secret string, err error) *AuthError {
 		case "invalid_tenant":
 			ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
 		case "invalid_scope":
-			ae.msg = fmt.Sprintf("Entra ID rejected the token scope (%s): check MDE_TOKEN_SCOPE", code)
+			ae.msg = fmt.Sprintf("Entra ID rejected the token scope (%s): check %s", code, scopeVar)
 		case "invalid_request":
 			if strings.Contains(body.Description, "AADSTS90002") {
 				ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
@@ -230,8 +299,8 @@ func newAuthError(kind, secret string, err error) *AuthError {
 		ae.msg = "authentication (" + kind + "): " + ae.msg
 		return ae
 	}
-	detail := truncate(strings.ReplaceAll(scrub(err.Error()), "\n", " "), 400)
-	ae.msg = "authentication (" + kind + ") failed: " + redactSecret(detail, secret) + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
+	detail := truncate(strings.ReplaceAll(redact.New(secret).String(err.Error()), "\n", " "), 400)
+	ae.msg = "authentication (" + kind + ") failed: " + detail + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
 	return ae
 }
 

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -24,6 +27,27 @@ import (
 // device table on snapshot-end must never be told "zero devices" by a
 // Defender glitch.
 var ErrEmptyExport = errors.New("the export API answered no export files")
+
+// ErrNoSuchHost reports a host name that does not resolve (DNS NXDOMAIN):
+// a typo in a setting, not a transient failure, so it is never retried.
+var ErrNoSuchHost = errors.New("no such host")
+
+// NoSuchHost reports whether err comes from a host name that does not
+// exist (DNS: no such host) and returns that name.
+// Libraries that flatten errors into text (MSAL) are read by the text
+// Go's resolver writes: "lookup HOST[ on SERVER]: no such host".
+func NoSuchHost(err error) (string, bool) {
+	var de *net.DNSError
+	if errors.As(err, &de) && de.IsNotFound {
+		return de.Name, true
+	}
+	if m := reNoSuchHost.FindStringSubmatch(err.Error()); m != nil {
+		return m[1], true
+	}
+	return "", false
+}
+
+var reNoSuchHost = regexp.MustCompile(`lookup ([^\s:]+)(?: on [^\s]+)?: no such host`)
 
 // ExportConfig configures an ExportClient.
 type ExportConfig struct {
@@ -148,18 +172,6 @@ type transientError struct {
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
 
-// newBackoff returns an exponential backoff measured on clock.
-func newBackoff(clock Clock, initial, maxInterval, maxElapsed time.Duration) *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(initial),
-		backoff.WithMaxInterval(maxInterval),
-		backoff.WithMaxElapsedTime(maxElapsed),
-		backoff.WithClockProvider(clock),
-	)
-	b.Reset()
-	return b
-}
-
 // pausedClock is a clock that leaves out paused time (rate limiter waits).
 type pausedClock struct {
 	Clock
@@ -168,15 +180,6 @@ type pausedClock struct {
 
 func (p *pausedClock) pause(d time.Duration) { p.paused += d }
 func (p *pausedClock) Now() time.Time        { return p.Clock.Now().Add(-p.paused) }
-
-func sleep(ctx context.Context, clock Clock, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-clock.After(d):
-		return nil
-	}
-}
 
 // Manifest fetches the export's part URLs. Every attempt waits for the
 // rate limiter; 429 (honouring Retry-After), 5xx and network errors are
@@ -187,29 +190,36 @@ func (c *ExportClient) Manifest(ctx context.Context) (schema.Manifest, error) {
 	// MaxElapsed bounds the time spent failing, not the time spent
 	// waiting for the rate limiter: the backoff's clock excludes it.
 	bc := &pausedClock{Clock: c.clock}
-	b := newBackoff(bc, time.Second, 30*time.Second, c.cfg.MaxElapsed)
-	for attempt := 1; ; attempt++ {
-		m, err := c.once(ctx, bc)
+	bo := &atLeast{BackOff: newBackoff(bc, time.Second, 30*time.Second, c.cfg.MaxElapsed)}
+	var (
+		m        schema.Manifest
+		attempts int
+		last     *transientError
+	)
+	err := retry(ctx, c.clock, bo, func() error {
+		attempts++
+		var err error
+		m, err = c.once(ctx, bc)
 		if err == nil {
-			return m, nil
+			return nil
 		}
 		var te *transientError
 		if !errors.As(err, &te) || ctx.Err() != nil {
-			return schema.Manifest{}, err
+			return backoff.Permanent(err)
 		}
-		d := b.NextBackOff()
-		if d == backoff.Stop {
-			return schema.Manifest{}, fmt.Errorf("export %s: giving up after %d attempts: %w", c.cfg.Export, attempt, te.err)
-		}
-		if te.retryAfter > d {
-			d = te.retryAfter
-		}
-		c.cfg.Logger.Warn().Str("export", c.cfg.Export).Int("attempt", attempt).Dur("retry_in", d).
+		bo.hint, last = te.retryAfter, te
+		return err
+	}, func(err error, wait time.Duration) {
+		c.cfg.Logger.Warn().Str("export", c.cfg.Export).Int("attempt", attempts).Dur("retry_in", wait).
 			Str("error", err.Error()).Msg("export API call failed, retrying")
-		if err := sleep(ctx, c.clock, d); err != nil {
-			return schema.Manifest{}, err
-		}
+	})
+	switch {
+	case err == nil:
+		return m, nil
+	case last != nil && errors.Is(err, last):
+		return schema.Manifest{}, fmt.Errorf("export %s: giving up after %d attempts: %w", c.cfg.Export, attempts, last.err)
 	}
+	return schema.Manifest{}, err
 }
 
 func (c *ExportClient) once(ctx context.Context, bc *pausedClock) (schema.Manifest, error) {
@@ -241,6 +251,10 @@ func (c *ExportClient) once(ctx context.Context, bc *pausedClock) (schema.Manife
 	if err != nil {
 		if ctx.Err() != nil {
 			return schema.Manifest{}, ctx.Err()
+		}
+		if host, ok := NoSuchHost(err); ok {
+			return schema.Manifest{}, fmt.Errorf("MDE_API_URL %s: the host %s does not exist (DNS: no such host): %w",
+				strings.TrimRight(c.cfg.BaseURL, "/"), host, ErrNoSuchHost)
 		}
 		return schema.Manifest{}, &transientError{err: fmt.Errorf("export API request failed: %w", stripURLQuery(err))}
 	}
@@ -312,7 +326,7 @@ func (c *ExportClient) parse(body []byte) (schema.Manifest, error) {
 		GeneratedTime *string   `json:"generatedTime"`
 	}
 	if err := json.Unmarshal(body, &ans); err != nil {
-		return schema.Manifest{}, &APIError{Status: http.StatusOK, Message: "not a JSON object with exportFiles and generatedTime: " + scrub(err.Error())}
+		return schema.Manifest{}, &APIError{Status: http.StatusOK, Message: "not a JSON object with exportFiles and generatedTime: " + redact.String(err.Error())}
 	}
 	switch {
 	case ans.ExportFiles == nil:

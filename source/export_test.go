@@ -26,8 +26,6 @@ type exportRig struct {
 	clock  *fakes.Clock
 	client *source.ExportClient
 	logs   *testutil.SyncBuffer
-	mu     sync.Mutex
-	auth   []*http.Request
 }
 
 func newExportRig(t *testing.T, urls []string, hours int) *exportRig {

@@ -3,22 +3,10 @@ package source
 import (
 	"errors"
 	"net/url"
-	"regexp"
-	"strings"
+	"unicode/utf8"
 
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
-
-var (
-	reURLQuery = regexp.MustCompile(`(https?://[^\s?"'#<>]+)\?[^\s"'#<>]*`)
-	reSig      = regexp.MustCompile(`(?i)(sig=)[^&\s"'<>]+`)
-)
-
-// scrub removes URL query strings and SAS signatures from s.
-func scrub(s string) string {
-	s = reURLQuery.ReplaceAllString(s, "$1")
-	return reSig.ReplaceAllString(s, "${1}REDACTED")
-}
 
 // stripURLQuery rewrites any *url.Error in err's chain so that its URL
 // carries no query string, and returns err.
@@ -30,17 +18,14 @@ func stripURLQuery(err error) error {
 	return err
 }
 
-// redactSecret replaces every occurrence of secret in s.
-func redactSecret(s, secret string) string {
-	if len(secret) < 4 {
-		return s
-	}
-	return strings.ReplaceAll(s, secret, "REDACTED")
-}
-
+// truncate cuts s to at most n bytes, at a character boundary, marking the
+// cut with "…".
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

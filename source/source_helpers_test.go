@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
@@ -26,7 +27,7 @@ func testLogger() (zerolog.Logger, *testutil.SyncBuffer) {
 func assertNoSecrets(t *testing.T, texts []string, secrets ...string) {
 	t.Helper()
 	for _, s := range texts {
-		if strings.Contains(s, "sig=") && !strings.Contains(s, "sig=REDACTED") {
+		if strings.Contains(s, "sig=") && !strings.Contains(s, "sig="+redact.Mask) {
 			t.Errorf("SAS signature in %q", s)
 		}
 		for _, sec := range secrets {

@@ -24,6 +24,7 @@ type Layout struct {
 	Records       int         `json:"records"`
 	Parts         int         `json:"parts"`
 	Seed          int64       `json:"seed"`
+	ChangeEvery   int         `json:"changeEvery,omitempty"`
 	GeneratedTime string      `json:"generatedTime"`
 	Container     string      `json:"container"`
 	Bytes         int64       `json:"bytes"` // decompressed bytes of all parts, newlines included
@@ -57,6 +58,7 @@ func cmdGen(ctx context.Context, args []string, stdout io.Writer) error {
 	records := fs.Int("records", 1000000, "devices in the snapshot")
 	parts := fs.Int("parts", 8, "part files")
 	seed := fs.Int64("seed", 1, "generator seed")
+	changeEvery := fs.Int("change-every", 0, "a later export of the same devices: every N-th device changed (its own container, generatedTime one hour later)")
 	out := fs.String("out", "", "output directory (required)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -64,12 +66,12 @@ func cmdGen(ctx context.Context, args []string, stdout io.Writer) error {
 	if *out == "" || *records < 0 || *parts < 1 {
 		return usageError{fmt.Errorf("gen: --out is required, --records ≥ 0, --parts ≥ 1")}
 	}
-	if l, err := readLayout(*out); err == nil && l.Records == *records && l.Parts == *parts && l.Seed == *seed {
+	if l, err := readLayout(*out); err == nil && l.Records == *records && l.Parts == *parts && l.Seed == *seed && l.ChangeEvery == *changeEvery {
 		fmt.Fprintf(stdout, "reusing %s: %d records in %d parts, %.1f MB\n", *out, l.Records, l.Parts, float64(l.Bytes)/1e6)
 		return nil
 	}
 	start := time.Now()
-	l, err := generate(ctx, *out, synth.Options{Devices: *records, Parts: *parts, Seed: *seed})
+	l, err := generate(ctx, *out, synth.Options{Devices: *records, Parts: *parts, Seed: *seed, ChangeEvery: *changeEvery})
 	if err != nil {
 		return err
 	}
@@ -91,8 +93,16 @@ func generate(ctx context.Context, dir string, opts synth.Options) (Layout, erro
 		}
 	}
 	plan := synth.Plan(opts)
-	l := Layout{Records: opts.Devices, Parts: len(plan.Parts), Seed: opts.Seed,
+	l := Layout{Records: opts.Devices, Parts: len(plan.Parts), Seed: opts.Seed, ChangeEvery: opts.ChangeEvery,
 		GeneratedTime: plan.GeneratedTime, Container: plan.Container, Files: make([]PartFiles, len(plan.Parts))}
+	if opts.ChangeEvery > 0 {
+		// A later export: other blobs, a later generatedTime (the records'
+		// own times stay those of the first export).
+		l.Container += fmt.Sprintf("-c%d", opts.ChangeEvery)
+		if gt, err := time.Parse(time.RFC3339, plan.GeneratedTime); err == nil {
+			l.GeneratedTime = gt.Add(time.Hour).Format(time.RFC3339)
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, p := range plan.Parts {

@@ -1,5 +1,5 @@
 // Command gen prepares and serves the data of the tvm2kafka benchmark
-// (bench/run.sh, issue 5):
+// (bench/run.sh, README "Performance"):
 //
 //	gen gen --records N --parts N [--seed S] --out DIR
 //	    writes the synthetic export's gzip parts (internal/synth) to DIR/parts,

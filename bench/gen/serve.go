@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,11 +13,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-)
 
-// ManifestPath is the Defender API path the fake answers (case-insensitively,
-// as the real API does).
-const ManifestPath = "/api/machines/InfoGatheringExport"
+	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+)
 
 func cmdServeManifest(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("serve-manifest", flag.ContinueOnError)
@@ -42,7 +39,10 @@ func cmdServeManifest(ctx context.Context, args []string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: manifestHandler(urls, l.GeneratedTime), ReadHeaderTimeout: 10 * time.Second}
+	// The fake Defender API of the tests, answering these URLs to any
+	// bearer token.
+	handler := fakes.DefenderHandler(fakes.DefenderConfig{Manifest: func() ([]string, string) { return urls, l.GeneratedTime }})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "http://%s\n", ln.Addr())
 	if f, ok := stdout.(*os.File); ok {
 		_ = f.Sync()
@@ -86,41 +86,4 @@ func readURLs(path string) ([]string, error) {
 		return nil, fmt.Errorf("%s holds no URL", path)
 	}
 	return urls, nil
-}
-
-// manifestResponse is the InfoGatheringExport answer.
-type manifestResponse struct {
-	Context       string   `json:"@odata.context"`
-	ExportFiles   []string `json:"exportFiles"`
-	GeneratedTime string   `json:"generatedTime"`
-}
-
-// manifestHandler answers GET /api/machines/InfoGatheringExport, with any
-// bearer token, with the given export files; anything else is 404, a
-// request without a bearer token 401.
-func manifestHandler(urls []string, generatedTime string) http.Handler {
-	body, _ := json.Marshal(manifestResponse{
-		Context:       "https://api.securitycenter.microsoft.com/api/$metadata#microsoft.windowsDefenderATP.api.ExportFilesResponse",
-		ExportFiles:   urls,
-		GeneratedTime: generatedTime,
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.URL.Path, ManifestPath) {
-			http.NotFound(w, r)
-			return
-		}
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", http.MethodGet)
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); !ok || tok == "" {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"code":"Unauthorized","message":"missing bearer token"}}`)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.Write(body)
-	})
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +18,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
 
-// Exit codes of the contract (§2).
+// Exit codes (README "Exit status").
 const (
 	exitOK     = 0
 	exitFailed = 1
@@ -52,7 +51,6 @@ type setting struct {
 
 // settings lists every setting of `tvm2kafka run` in help order.
 func settings() []setting {
-	cpus := strconv.Itoa(runtime.NumCPU())
 	d := producer.DefaultConfig()
 	return []setting{
 		{group: "Defender API and Entra ID"},
@@ -73,19 +71,28 @@ func settings() []setting {
 		{env: "KAFKA_BROKERS", flag: "kafka-brokers", help: "comma-separated host:port (required)"},
 		{env: "KAFKA_TOPIC", flag: "kafka-topic", def: d.Topic, help: "target topic; created when missing"},
 		{env: "KAFKA_DLQ_TOPIC", flag: "kafka-dlq-topic", help: "topic for rejected lines (optional; created when missing)"},
+		{env: "KAFKA_TABLE_TOPIC", flag: "kafka-table-topic", help: "compacted topic holding the current device table: one record per device, tombstones for removed devices (optional; created when missing with cleanup.policy=compact)"},
 		{env: "KAFKA_COMPRESSION", flag: "kafka-compression", def: d.Compression, help: "none | gzip | snappy | lz4 | zstd"},
 		{env: "KAFKA_TOPIC_PARTITIONS", flag: "kafka-topic-partitions", def: strconv.Itoa(d.TopicPartitions), help: "partitions of a topic this tool creates (an existing topic is used as it is)"},
 		{env: "KAFKA_TOPIC_REPLICATION_FACTOR", flag: "kafka-topic-replication-factor", def: strconv.Itoa(d.TopicReplicationFactor), help: "replication factor of a created topic; -1 = the broker's default"},
-		{env: "KAFKA_MAX_MESSAGE_BYTES", flag: "kafka-max-message-bytes", def: strconv.Itoa(d.MaxMessageBytes), help: "largest line published; larger lines are rejected (match the broker's message.max.bytes; Event Hubs: at most 1000000)"},
-		{env: "KAFKA_SASL_MECHANISM", flag: "kafka-sasl-mechanism", help: "PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512"},
+		{env: "KAFKA_MAX_MESSAGE_BYTES", flag: "kafka-max-message-bytes", def: strconv.Itoa(d.MaxMessageBytes), help: "largest record published: key, value and headers together; a line whose record is larger is rejected (at most the topic's max.message.bytes; Event Hubs: at most 1000000)"},
+		{env: "KAFKA_SASL_MECHANISM", flag: "kafka-sasl-mechanism", help: "PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | OAUTHBEARER (a token from the Entra ID credential above, e.g. for Azure Event Hubs)"},
 		{env: "KAFKA_SASL_USERNAME", flag: "kafka-sasl-username", help: "SASL user (Azure Event Hubs: $ConnectionString)"},
 		{env: "KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", secret: true, help: "SASL password (Event Hubs: the connection string); prefer the variable or KAFKA_SASL_PASSWORD_FILE"},
-		{env: "KAFKA_TLS", flag: "kafka-tls", def: "false", isBool: true, help: "TLS to the brokers (true/false); implied by the TLS file settings"},
+		{env: "KAFKA_OAUTH_SCOPE", flag: "kafka-oauth-scope", help: "OAuth scope of the OAUTHBEARER token (default https://<host of the first broker>/.default, the Event Hubs convention)"},
+		{env: "KAFKA_TLS", flag: "kafka-tls", isBool: true, help: "TLS to the brokers, true or false (default: off, on when a KAFKA_TLS_*_FILE is set; false with one of them is an error)"},
 		{env: "KAFKA_TLS_CA_FILE", flag: "kafka-tls-ca-file", help: "PEM CA bundle to verify the brokers (default: system roots)"},
 		{env: "KAFKA_TLS_CERT_FILE", flag: "kafka-tls-cert-file", help: "PEM client certificate (mutual TLS)"},
-		{env: "KAFKA_TLS_KEY_FILE", flag: "kafka-tls-key-file", help: "PEM client key (mutual TLS)"},
+		{env: "KAFKA_TLS_KEY_FILE", flag: "kafka-tls-key-file", help: "PEM client key (mutual TLS); may be encrypted (KAFKA_TLS_KEY_PASSWORD)"},
+		{env: "KAFKA_TLS_KEY_PASSWORD", flag: "kafka-tls-key-password", secret: true, help: "password of an encrypted KAFKA_TLS_KEY_FILE (PKCS#8 or legacy PEM encryption)"},
+		{env: "KAFKA_TOPIC_CONFIG", flag: "kafka-topic-config", help: "key=value,... topic configs of topics this tool creates, e.g. retention.ms=604800000,min.insync.replicas=2"},
+		{group: "Runs and serve"},
+		{env: "TVM2KAFKA_FORCE", flag: "force", def: "false", isBool: true, help: "publish even when the topic already ends with a complete snapshot of the same export, or another run's lease is live"},
+		{env: "TVM2KAFKA_LEASE", flag: "lease", def: "15m", help: "an unfinished run whose newest message (Kafka timestamp) is younger than this is still publishing: a run refuses to start beside it; an older one is treated as dead"},
+		{env: "TVM2KAFKA_INTERVAL", flag: "interval", def: "1h", help: "serve: time between snapshots (plus a jitter of up to 10 %); below 3m the export API's 20 calls an hour are the limit"},
+		{env: "TVM2KAFKA_HTTP_ADDR", flag: "http-addr", def: ":8080", help: "serve: address of the HTTP endpoint (/metrics, /healthz, /readyz)"},
 		{group: "Pipeline and logs"},
-		{env: "TVM2KAFKA_WORKERS", flag: "workers", def: cpus, help: "part files processed at once (default: number of CPUs)"},
+		{env: "TVM2KAFKA_WORKERS", flag: "workers", help: "part files processed at once (default: the CPUs this process may use, GOMAXPROCS, capped so that the workers fit the container's memory limit)"},
 		{env: "TVM2KAFKA_RETRY_MAX_ELAPSED", flag: "retry-max-elapsed", def: "2m", help: "how long transient failures of one part or write are retried before the run fails"},
 		{env: "TVM2KAFKA_DRY_RUN", flag: "dry-run", def: "false", isBool: true, help: "download, decompress and frame everything but publish nothing (no Kafka needed)"},
 		{env: "TVM2KAFKA_CPU_PROFILE", flag: "cpu-profile", help: "write a runtime/pprof CPU profile of the run to this file (go tool pprof -top tvm2kafka FILE)"},
@@ -103,10 +110,15 @@ type lookupFunc func(string) (string, bool)
 type rawValues map[string]string
 
 func resolve(fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawValues, error) {
+	return resolveSettings(settings(), fs, set, lookup)
+}
+
+// resolveSettings is resolve for the settings of list only.
+func resolveSettings(list []setting, fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawValues, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	out := rawValues{}
-	for _, s := range settings() {
+	for _, s := range list {
 		if s.env == "" {
 			continue
 		}
@@ -114,12 +126,13 @@ func resolve(fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawVa
 			out[s.env] = *set[s.flag]
 			continue
 		}
-		if v, ok := lookup(s.env); ok && v != "" {
-			out[s.env] = v
-			continue
-		}
+		v, ok := lookup(s.env)
+		given := ok && v != ""
 		if s.secret {
 			if path, ok := lookup(s.env + "_FILE"); ok && path != "" {
+				if given {
+					return nil, usagef("%s and %s_FILE are both set: keep one", s.env, s.env)
+				}
 				b, err := os.ReadFile(path)
 				if err != nil {
 					return nil, usagef("%s_FILE: %w", s.env, err)
@@ -128,17 +141,28 @@ func resolve(fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawVa
 				continue
 			}
 		}
+		if given {
+			out[s.env] = v
+			continue
+		}
 		out[s.env] = s.def
 	}
 	return out, nil
 }
 
-// newFlagSet registers a flag for every setting.
-func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, map[string]*string) {
+// newFlagSet registers a flag for every setting. It prints nothing itself:
+// parseFlags reports errors and help.
+func newFlagSet(name string) (*flag.FlagSet, map[string]*string) {
+	return newFlagSetOf(name, settings())
+}
+
+// newFlagSetOf registers a flag for every setting of list.
+func newFlagSetOf(name string, list []setting) (*flag.FlagSet, map[string]*string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	vals := map[string]*string{}
-	for _, s := range settings() {
+	for _, s := range list {
 		if s.env == "" {
 			continue
 		}
@@ -146,7 +170,6 @@ func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, map[string]*strin
 		fs.Var(v, s.flag, s.help)
 		vals[s.flag] = &v.value
 	}
-	fs.Usage = func() { printRunUsage(stderr) }
 	return fs, vals
 }
 
@@ -166,7 +189,8 @@ func printRunUsage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  --%s / %s (default %s)\n      %s\n", s.flag, s.env, def, s.help)
 	}
-	fmt.Fprintln(w, "\nExit status: 0 snapshot complete, 1 snapshot failed (abort markers written), 2 bad configuration or usage.")
+	fmt.Fprintln(w, "\nExit status: 0 snapshot complete or export unchanged, 1 snapshot failed (abort markers written where")
+	fmt.Fprintln(w, "start markers were) or another run is publishing, 2 bad configuration or usage.")
 }
 
 // stringFlag keeps a flag's text for resolve; a boolean setting's flag
@@ -196,6 +220,24 @@ type config struct {
 	logLevel    zerolog.Level
 	logFormat   string
 	secretsSeen []string // values to scrub from anything printed
+	kafkaScope  string   // KAFKA_OAUTH_SCOPE (or its default) with OAUTHBEARER
+	warnings    []string // settings that are set but not used, logged at start
+
+	force    bool          // TVM2KAFKA_FORCE: publish even when unchanged or leased
+	lease    time.Duration // TVM2KAFKA_LEASE
+	interval time.Duration // TVM2KAFKA_INTERVAL (serve)
+	httpAddr string        // TVM2KAFKA_HTTP_ADDR (serve)
+	// workersAuto is set when TVM2KAFKA_WORKERS was not given and workers
+	// was derived from res (see resources.go).
+	workersAuto bool
+	res         resources
+	// goMemLimit is the runtime's soft memory limit in force (0 = none);
+	// goMemLimitSet tells that tvm2kafka set it from the container's.
+	goMemLimit    int64
+	goMemLimitSet bool
+	// effective is every setting's value as used, secrets redacted: the
+	// first log line of every run carries it.
+	effective map[string]string
 }
 
 // parseConfig turns raw values into a validated config. It makes no
@@ -237,8 +279,28 @@ func parseConfig(v rawValues) (*config, error) {
 		bad("LOG_FORMAT", "%q is not json or console", v["LOG_FORMAT"])
 	}
 
+	durVal := func(env, example string) time.Duration {
+		d, err := time.ParseDuration(strings.TrimSpace(v[env]))
+		if err != nil || d <= 0 {
+			bad(env, "%q is not a positive duration such as %s", v[env], example)
+		}
+		return d
+	}
+
+	// Runs and serve.
+	c.force = boolVal("TVM2KAFKA_FORCE")
+	c.lease = durVal("TVM2KAFKA_LEASE", "15m")
+	c.interval = durVal("TVM2KAFKA_INTERVAL", "1h")
+	c.httpAddr = strings.TrimSpace(v["TVM2KAFKA_HTTP_ADDR"])
+	if err := checkListenAddr(c.httpAddr); err != nil {
+		bad("TVM2KAFKA_HTTP_ADDR", "%v", err)
+	}
+
 	// Pipeline.
-	c.workers = intVal("TVM2KAFKA_WORKERS", 1, 256)
+	c.res = detectResources()
+	if strings.TrimSpace(v["TVM2KAFKA_WORKERS"]) != "" {
+		c.workers = intVal("TVM2KAFKA_WORKERS", 1, 256)
+	}
 	c.dryRun = boolVal("TVM2KAFKA_DRY_RUN")
 	c.cpuProfile, c.memProfile = v["TVM2KAFKA_CPU_PROFILE"], v["TVM2KAFKA_MEM_PROFILE"]
 	if d, err := time.ParseDuration(v["TVM2KAFKA_RETRY_MAX_ELAPSED"]); err != nil || d <= 0 {
@@ -282,6 +344,7 @@ func parseConfig(v rawValues) (*config, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	c.warnings = append(c.warnings, ignoredCredentials(c.auth, c.cred)...)
 	// Keep only the settings of the chosen credential, so that the
 	// source package's own selection agrees with ours.
 	switch c.auth {
@@ -295,6 +358,14 @@ func parseConfig(v rawValues) (*config, error) {
 		c.cred.ClientSecret, c.cred.CertificatePath, c.cred.AccessToken = "", "", ""
 	case "managed-identity":
 		c.cred.ClientSecret, c.cred.CertificatePath, c.cred.FederatedTokenFile, c.cred.AccessToken = "", "", "", ""
+	}
+	if err == nil {
+		// Builds the credential without a network call: a certificate that
+		// cannot be used (unparseable, wrong password) is a configuration
+		// error, found here rather than inside the run.
+		if _, _, err := source.NewTokenSource(c.cred); err != nil {
+			errs = append(errs, err)
+		}
 	}
 
 	// Kafka.
@@ -312,22 +383,48 @@ func parseConfig(v rawValues) (*config, error) {
 	}
 	k.Topic = v["KAFKA_TOPIC"]
 	k.DLQTopic = v["KAFKA_DLQ_TOPIC"]
+	k.TableTopic = v["KAFKA_TABLE_TOPIC"]
 	k.Compression = strings.ToLower(v["KAFKA_COMPRESSION"])
 	k.TopicPartitions = intVal("KAFKA_TOPIC_PARTITIONS", 1, 100000)
 	k.TopicReplicationFactor = intVal("KAFKA_TOPIC_REPLICATION_FACTOR", -1, 1000)
 	if k.TopicReplicationFactor == 0 {
 		bad("KAFKA_TOPIC_REPLICATION_FACTOR", "0 is not allowed; -1 means the broker's default")
 	}
-	k.MaxMessageBytes = intVal("KAFKA_MAX_MESSAGE_BYTES", 1024, 64<<20)
+	k.MaxMessageBytes = intVal("KAFKA_MAX_MESSAGE_BYTES", producer.MinMaxMessageBytes, producer.MaxMaxMessageBytes)
+	if c.workers == 0 {
+		c.workers, c.workersAuto = autoWorkers(c.res, k.MaxMessageBytes), true
+	}
 	k.SASLMechanism = strings.ToUpper(v["KAFKA_SASL_MECHANISM"])
 	k.SASLUsername = v["KAFKA_SASL_USERNAME"]
 	k.SASLPassword = v["KAFKA_SASL_PASSWORD"]
-	k.TLS = boolVal("KAFKA_TLS")
 	k.TLSCAFile = v["KAFKA_TLS_CA_FILE"]
 	k.TLSCertFile = v["KAFKA_TLS_CERT_FILE"]
 	k.TLSKeyFile = v["KAFKA_TLS_KEY_FILE"]
-	if k.TLSCAFile != "" || k.TLSCertFile != "" || k.TLSKeyFile != "" {
-		k.TLS = true
+	k.TLSKeyPassword = v["KAFKA_TLS_KEY_PASSWORD"]
+	tlsFiles := k.TLSCAFile != "" || k.TLSCertFile != "" || k.TLSKeyFile != ""
+	if strings.TrimSpace(v["KAFKA_TLS"]) == "" {
+		k.TLS = tlsFiles // unset: on when a TLS file is given
+	} else if k.TLS = boolVal("KAFKA_TLS"); !k.TLS && tlsFiles {
+		bad("KAFKA_TLS", "false, but KAFKA_TLS_CA_FILE, KAFKA_TLS_CERT_FILE or KAFKA_TLS_KEY_FILE is set: remove them or KAFKA_TLS")
+	}
+	if tc, err := parseTopicConfig(v["KAFKA_TOPIC_CONFIG"]); err != nil {
+		bad("KAFKA_TOPIC_CONFIG", "%v", err)
+	} else {
+		k.TopicConfig = tc
+	}
+	if k.SASLMechanism == producer.SASLOAuthBearer {
+		switch {
+		case c.auth == "token":
+			bad("KAFKA_SASL_MECHANISM", "OAUTHBEARER takes its token from the Entra ID credential, and MDE_ACCESS_TOKEN is a token for the Defender API only: use AZURE_CLIENT_SECRET, a certificate, workload or managed identity")
+		case len(k.Brokers) > 0:
+			c.kafkaScope = v["KAFKA_OAUTH_SCOPE"]
+			if c.kafkaScope == "" {
+				host, _, _ := net.SplitHostPort(k.Brokers[0])
+				c.kafkaScope = "https://" + host + "/.default"
+			}
+		}
+	} else if v["KAFKA_OAUTH_SCOPE"] != "" {
+		c.warnings = append(c.warnings, "KAFKA_OAUTH_SCOPE is set but KAFKA_SASL_MECHANISM is not OAUTHBEARER: it is not used")
 	}
 	k.RetryMaxElapsed = c.retryMax
 	if len(errs) == 0 {
@@ -343,7 +440,7 @@ func parseConfig(v rawValues) (*config, error) {
 	}
 	c.kafka = k
 
-	for _, s := range []string{c.cred.ClientSecret, c.cred.CertificatePassword, c.cred.AccessToken, k.SASLPassword} {
+	for _, s := range []string{c.cred.ClientSecret, c.cred.CertificatePassword, c.cred.AccessToken, k.SASLPassword, k.TLSKeyPassword} {
 		if s != "" {
 			c.secretsSeen = append(c.secretsSeen, s)
 		}
@@ -351,7 +448,40 @@ func parseConfig(v rawValues) (*config, error) {
 	if len(errs) > 0 {
 		return nil, &usageError{errors.Join(errs...)}
 	}
+	c.effective = effectiveSettings(v)
+	c.effective["TVM2KAFKA_WORKERS"] = strconv.Itoa(c.workers)
 	return c, nil
+}
+
+// effectiveSettings returns every setting that has a value, secrets
+// replaced by [REDACTED]: what the first log line of a run shows.
+func effectiveSettings(v rawValues) map[string]string {
+	out := map[string]string{}
+	for _, s := range settings() {
+		if s.env == "" || v[s.env] == "" {
+			continue
+		}
+		if s.secret {
+			out[s.env] = "[REDACTED]"
+			continue
+		}
+		out[s.env] = v[s.env]
+	}
+	return out
+}
+
+// checkListenAddr accepts host:port and :port with a port number (0 picks
+// a free port). Whether the address can be bound is checked when serve
+// starts, before any network call.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port or :port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has no valid port number", addr)
+	}
+	return nil
 }
 
 // pickAuth chooses the credential kind. auto never falls back to managed
@@ -365,6 +495,9 @@ func pickAuth(mode string, cr source.CredentialConfig) (string, error) {
 	}
 	switch strings.ToLower(mode) {
 	case "auto", "":
+		if present := credentialSettings(cr); len(present) > 1 {
+			return "", fmt.Errorf("MDE_AUTH: %s are all set, so the credential to use is ambiguous: unset all but one, or choose with MDE_AUTH=token, client-secret, client-certificate or workload-identity", strings.Join(present, ", "))
+		}
 		switch {
 		case cr.AccessToken != "":
 			return "token", nil
@@ -403,6 +536,55 @@ func pickAuth(mode string, cr source.CredentialConfig) (string, error) {
 		return "managed-identity", nil
 	}
 	return "", fmt.Errorf("MDE_AUTH: %q is not auto, token, client-secret, client-certificate, workload-identity or managed-identity", mode)
+}
+
+// credentialSettings names the credential-bearing settings that are set.
+func credentialSettings(cr source.CredentialConfig) []string {
+	var out []string
+	for _, c := range []struct{ env, val string }{
+		{"MDE_ACCESS_TOKEN", cr.AccessToken}, {"AZURE_CLIENT_SECRET", cr.ClientSecret},
+		{"AZURE_CLIENT_CERTIFICATE_PATH", cr.CertificatePath}, {"AZURE_FEDERATED_TOKEN_FILE", cr.FederatedTokenFile},
+	} {
+		if c.val != "" {
+			out = append(out, c.env)
+		}
+	}
+	return out
+}
+
+// ignoredCredentials are warnings for credential settings that an
+// explicit MDE_AUTH leaves unused.
+func ignoredCredentials(auth string, cr source.CredentialConfig) []string {
+	used := map[string]string{"token": "MDE_ACCESS_TOKEN", "client-secret": "AZURE_CLIENT_SECRET",
+		"client-certificate": "AZURE_CLIENT_CERTIFICATE_PATH", "workload-identity": "AZURE_FEDERATED_TOKEN_FILE"}[auth]
+	var out []string
+	for _, env := range credentialSettings(cr) {
+		if env != used {
+			out = append(out, fmt.Sprintf("MDE_AUTH=%s: %s is set but not used", auth, env))
+		}
+	}
+	return out
+}
+
+// parseTopicConfig reads KAFKA_TOPIC_CONFIG: key=value pairs separated by
+// commas, keys as Kafka names them (retention.ms, cleanup.policy, …).
+func parseTopicConfig(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" || strings.Trim(k, "abcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
+			return nil, fmt.Errorf("%q is not key=value with a topic config name such as retention.ms", kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("%s is given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // checkURL accepts https URLs, and plain http only on loopback hosts

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 func envOf(m map[string]string) lookupFunc {
@@ -83,7 +85,7 @@ func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 }
 
 func TestFlagWinsOverEnvAndDefaults(t *testing.T) {
-	fs, vals := newFlagSet("run", &bytes.Buffer{})
+	fs, vals := newFlagSet("run")
 	if err := fs.Parse([]string{"--kafka-topic", "from-flag", "--workers", "3"}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +111,7 @@ func TestSecretsFromFiles(t *testing.T) {
 	if err := os.WriteFile(path, []byte("from-file-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs, vals := newFlagSet("run", &bytes.Buffer{})
+	fs, vals := newFlagSet("run")
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -177,16 +179,19 @@ func TestDefaultScope(t *testing.T) {
 	}
 }
 
-func TestHelpListsEverySetting(t *testing.T) {
+func TestHelpListsEverySettingOnStdout(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"run", "--help"}, envOf(nil), &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d", code)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("run --help wrote to stderr:\n%s", stderr.String())
 	}
 	for _, s := range settings() {
 		if s.env == "" {
 			continue
 		}
-		if !strings.Contains(stderr.String(), s.env) || !strings.Contains(stderr.String(), "--"+s.flag) {
+		if !strings.Contains(stdout.String(), s.env) || !strings.Contains(stdout.String(), "--"+s.flag) {
 			t.Errorf("run --help does not document %s / --%s", s.env, s.flag)
 		}
 	}
@@ -197,31 +202,68 @@ func TestHelpListsEverySetting(t *testing.T) {
 	if !strings.Contains(stdout.String(), "KAFKA_BROKERS") || !strings.Contains(stdout.String(), "demo") {
 		t.Errorf("tvm2kafka --help misses settings or commands:\n%s", stdout.String())
 	}
+	stdout.Reset()
+	if code := run(context.Background(), []string{"demo", "--help"}, envOf(nil), &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "-devices") {
+		t.Errorf("demo --help: exit %d:\n%s", code, stdout.String())
+	}
 	if code := run(context.Background(), []string{"frobnicate"}, envOf(nil), &stdout, &stderr); code != exitUsage {
 		t.Errorf("unknown command: exit %d, want 2", code)
 	}
 }
 
-func TestRedactor(t *testing.T) {
-	var out bytes.Buffer
-	r := &redactor{w: &out, secrets: []string{"hunter2-password"}}
-	in := `{"msg":"x","url":"https://a.blob.core.windows.net/c/p.gz?sv=2020&sig=abc%2Fdef&se=1","err":"auth Bearer eyJ0eXAi.abc.def failed with hunter2-password"}`
-	if _, err := r.Write([]byte(in)); err != nil {
-		t.Fatal(err)
-	}
-	got := out.String()
-	for _, bad := range []string{"abc%2Fdef", "eyJ0eXAi", "hunter2-password"} {
-		if strings.Contains(got, bad) {
-			t.Errorf("redacted output still holds %q: %s", bad, got)
+// An unknown flag or a stray argument gets a short error, the flag meant
+// when it is close, and a hint: not the whole help, which would scroll the
+// error away.
+func TestUnknownFlagGetsAShortErrorAndAHint(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"run", "--kafka-broker", "k:9092"}, []string{"flag provided but not defined: -kafka-broker", "Did you mean --kafka-brokers?", "tvm2kafka run --help"}},
+		{[]string{"run", "--no-such-flag-at-all"}, []string{"no-such-flag-at-all", "tvm2kafka run --help"}},
+		{[]string{"run", "extra"}, []string{"unexpected argument \"extra\"", "tvm2kafka run --help"}},
+		{[]string{"demo", "--devics", "5"}, []string{"Did you mean --devices?", "tvm2kafka demo --help"}},
+		{[]string{"frobnicate"}, []string{"unknown command", "tvm2kafka help"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), tc.args, envOf(nil), &stdout, &stderr); code != exitUsage {
+			t.Errorf("%v: exit %d, want 2", tc.args, code)
+		}
+		for _, w := range tc.wants {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%v: stderr lacks %q:\n%s", tc.args, w, stderr.String())
+			}
+		}
+		if n := strings.Count(stderr.String(), "\n"); n > 4 || strings.Contains(stderr.String(), "KAFKA_TOPIC") {
+			t.Errorf("%v: %d lines of error, or the whole help:\n%s", tc.args, n, stderr.String())
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("%v: wrote to stdout: %s", tc.args, stdout.String())
 		}
 	}
-	if !strings.Contains(got, "sig=[REDACTED]") || !strings.Contains(got, "sv=2020") {
-		t.Errorf("unexpected redaction: %s", got)
+}
+
+func TestLoggerRedactsSecrets(t *testing.T) {
+	for _, format := range []string{"json", "console"} {
+		var out bytes.Buffer
+		log := newLogger(&config{logFormat: format, logLevel: zerolog.DebugLevel, secretsSeen: []string{"hunter2-password"}}, &out)
+		log.Error().Str("url", "https://a.blob.core.windows.net/c/p.gz?sv=2020&sig=abc%2Fdef&se=1").
+			Str("err", "auth Bearer eyJ0eXAi.abc.def failed with hunter2-password").
+			Str("raw", "\xff\xff\xff sig=SECRETSECRET").Msg("x")
+		got := out.String()
+		for _, bad := range []string{"abc%2Fdef", "sv=2020", "eyJ0eXAi", "hunter2-password", "SECRETSECRET"} {
+			if strings.Contains(got, bad) {
+				t.Errorf("%s: redacted output still holds %q: %s", format, bad, got)
+			}
+		}
+		if !strings.Contains(got, "https://a.blob.core.windows.net/c/p.gz") {
+			t.Errorf("%s: the blob path is gone: %s", format, got)
+		}
 	}
 }
 
 func TestBooleanFlagsStandAlone(t *testing.T) {
-	fs, vals := newFlagSet("run", &bytes.Buffer{})
+	fs, vals := newFlagSet("run")
 	if err := fs.Parse([]string{"--dry-run", "--kafka-tls=false", "--workers", "2"}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,7 +30,7 @@ const demoToken = "demo-token"
 // synthetic export, then reads the topic back and verifies it.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	devices := fs.Int("devices", 10000, "devices in the synthetic export")
 	parts := fs.Int("parts", 4, "part files of the synthetic export")
 	partitions := fs.Int("partitions", 6, "partitions of the demo topic")
@@ -40,18 +39,17 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	seed := fs.Int64("seed", 1, "seed of the synthetic export")
 	logLevel := fs.String("log-level", "info", "trace | debug | info | warn | error")
 	logFormat := fs.String("log-format", "console", "json | console")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: tvm2kafka demo [flags]\n\nRuns the whole pipeline with everything embedded: no network, no credentials.")
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: tvm2kafka demo [flags]\n\nRuns the whole pipeline with everything embedded: no network, no credentials.")
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, done := parseFlags(fs, args, usage, stdout, stderr); done {
+		return code
 	}
-	if fs.NArg() > 0 || *devices < 0 || *parts < 1 || *partitions < 1 {
-		fmt.Fprintln(stderr, "tvm2kafka demo: --devices must be ≥ 0, --parts and --partitions ≥ 1, and no arguments")
+	if *devices < 0 || *parts < 1 || *partitions < 1 {
+		fmt.Fprintln(stderr, "tvm2kafka demo: --devices must be ≥ 0, --parts and --partitions ≥ 1")
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -106,8 +104,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tvm2kafka demo: %v\n", err)
 		return exitUsage
 	}
-	log := newLogger(cfg, stderr)
-	res, code := snapshot(ctx, cfg, runEnv{progress: newProgress(stderr, 10*time.Second)}, log)
+	term := newTerminal(stderr)
+	log := newLogger(cfg, term)
+	out := snapshot(ctx, cfg, runEnv{command: "demo", progress: newProgress(term, 10*time.Second)}, log)
+	res, code := out.res, out.code
 
 	// Read the topic back as a consumer would, with another client.
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)

@@ -3,6 +3,7 @@
 //
 //	tvm2kafka run     one snapshot, then exit
 //	tvm2kafka demo    the same pipeline against embedded fakes
+//	tvm2kafka verify  reports the newest snapshot in the topic
 //
 // Flags and environment variables are read here and nowhere else; see
 // `tvm2kafka --help` and README.md.

@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/term"
 
 	"github.com/tvm2kafka/tvm2kafka/producer"
 )
@@ -16,20 +13,15 @@ import (
 // progress reports a running snapshot: a live line when stderr is a
 // terminal, otherwise a structured log line every interval.
 type progress struct {
-	out      io.Writer
-	tty      bool
+	term     *terminal
 	interval time.Duration
 }
 
-func newProgress(stderr io.Writer, interval time.Duration) *progress {
-	tty := false
-	if f, ok := stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
-	if tty {
+func newProgress(t *terminal, interval time.Duration) *progress {
+	if t.tty {
 		interval = 250 * time.Millisecond
 	}
-	return &progress{out: stderr, tty: tty, interval: interval}
+	return &progress{term: t, interval: interval}
 }
 
 // progressSource is what progress reads: the snapshot and the blob reader.
@@ -38,7 +30,11 @@ type progressSource interface {
 }
 
 type bytesSource interface {
+	// BytesDownloaded is the compressed bytes read so far.
 	BytesDownloaded() int64
+	// KnownSizes is the compressed size of the parts opened so far and
+	// their number.
+	KnownSizes() (bytes int64, parts int)
 }
 
 // start begins reporting and returns the function that stops it.
@@ -50,6 +46,23 @@ func (p *progress) start(snap progressSource, blobs bytesSource, log zerolog.Log
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	report := func() {
+		st := measure(snap.Progress(), blobs, time.Since(began))
+		if p.term.tty {
+			p.term.show(st.line())
+			return
+		}
+		ev := log.Info().Int("parts_done", st.PartsDone).Int("parts", st.PartsTotal).
+			Int64("records", st.Records).Int64("rejected", st.Rejected).
+			Float64("records_per_s", round1(st.recordsPerS)).Float64("mb_per_s", round1(st.mbPerS))
+		if st.percent >= 0 {
+			ev = ev.Float64("percent", round1(st.percent))
+		}
+		if st.eta >= 0 {
+			ev = ev.Dur("eta", st.eta.Round(time.Second))
+		}
+		ev.Msg("progress")
+	}
 	go func() {
 		defer wg.Done()
 		t := time.NewTicker(p.interval)
@@ -57,38 +70,63 @@ func (p *progress) start(snap progressSource, blobs bytesSource, log zerolog.Log
 		for {
 			select {
 			case <-done:
-				if p.tty {
-					fmt.Fprintf(p.out, "\r\033[K%s\n", p.line(snap.Progress(), blobs.BytesDownloaded(), time.Since(began)))
+				if p.term.tty {
+					report()
+					p.term.finish()
 				}
 				return
 			case <-t.C:
-				pr, elapsed := snap.Progress(), time.Since(began)
-				if p.tty {
-					fmt.Fprintf(p.out, "\r\033[K%s", p.line(pr, blobs.BytesDownloaded(), elapsed))
-					continue
-				}
-				log.Info().Int("parts_done", pr.PartsDone).Int("parts", pr.PartsTotal).
-					Int64("records", pr.Records).Int64("rejected", pr.Rejected).
-					Float64("mb_per_s", round1(float64(pr.LineBytes)/1e6/elapsed.Seconds())).
-					Str("eta", eta(pr, elapsed)).Msg("progress")
+				report()
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
 }
 
-func (p *progress) line(pr producer.Progress, in int64, elapsed time.Duration) string {
-	secs := elapsed.Seconds()
-	return fmt.Sprintf("parts %d/%d  records %d  rejected %d  %.1f MB/s (%.1f MB/s compressed)  ETA %s",
-		pr.PartsDone, pr.PartsTotal, pr.Records, pr.Rejected,
-		float64(pr.LineBytes)/1e6/secs, float64(in)/1e6/secs, eta(pr, elapsed))
+// stats is one progress report.
+type stats struct {
+	producer.Progress
+	recordsPerS, mbPerS float64
+	percent             float64       // of the compressed bytes; -1 = unknown
+	eta                 time.Duration // -1 = unknown
 }
 
-// eta extrapolates from the parts done; "?" until one part is.
-func eta(pr producer.Progress, elapsed time.Duration) string {
-	if pr.PartsDone == 0 || pr.PartsTotal == 0 {
-		return "?"
+// measure computes rates, the share done and the time left. Both come
+// from the compressed bytes downloaded against the export's compressed
+// size, estimated from the parts opened so far (every part has its size
+// once it is opened): known from the first seconds of a run, and steady
+// while the parts are read.
+func measure(pr producer.Progress, blobs bytesSource, elapsed time.Duration) stats {
+	st := stats{Progress: pr, percent: -1, eta: -1}
+	secs := elapsed.Seconds()
+	if secs > 0 {
+		st.recordsPerS = float64(pr.Records) / secs
+		st.mbPerS = float64(pr.LineBytes) / 1e6 / secs
 	}
-	left := time.Duration(float64(elapsed) * float64(pr.PartsTotal-pr.PartsDone) / float64(pr.PartsDone))
-	return left.Round(time.Second).String()
+	known, sized := blobs.KnownSizes()
+	in := blobs.BytesDownloaded()
+	switch {
+	case pr.PartsTotal > 0 && pr.PartsDone == pr.PartsTotal:
+		st.percent, st.eta = 100, 0
+	case sized > 0 && known > 0 && in > 0:
+		total := float64(known) + float64(pr.PartsTotal-sized)*float64(known)/float64(sized)
+		st.percent = min(99.9, 100*float64(in)/total)
+		left := max(0, total-float64(in))
+		st.eta = time.Duration(float64(elapsed) * left / float64(in))
+	}
+	return st
+}
+
+// line is the live line of a terminal.
+func (st stats) line() string {
+	pct, eta := "  ?%", "?"
+	if st.percent >= 0 {
+		pct = fmt.Sprintf("%3.0f%%", st.percent)
+	}
+	if st.eta >= 0 {
+		eta = st.eta.Round(time.Second).String()
+	}
+	// Most important first: a narrow terminal cuts the end.
+	return fmt.Sprintf("%s  ETA %s  parts %d/%d  records %d (%.0f/s)  rejected %d  %.1f MB/s",
+		pct, eta, st.PartsDone, st.PartsTotal, st.Records, st.recordsPerS, st.Rejected, st.mbPerS)
 }

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -301,5 +303,60 @@ func TestDockerfile(t *testing.T) {
 		case "go.mod", "go.sum", "cmd", "*.go", "**/*.go":
 			t.Errorf(".dockerignore excludes %q, which the build needs", line)
 		}
+	}
+}
+
+// TestServeService: `docker compose up -d serve` runs tvm2kafka serve with
+// the same image and settings as the one-shot service, its HTTP endpoint
+// published on the host's loopback; a plain `up` does not start it.
+func TestServeService(t *testing.T) {
+	if _, err := mustLoad(t, azureEnv).GetService("serve"); err == nil {
+		t.Fatalf("serve starts with a plain `docker compose up`; it belongs to the serve profile")
+	}
+	p := mustLoad(t, azureEnv, "serve")
+	if names := p.ServiceNames(); len(names) != 3 {
+		t.Fatalf("services with the serve profile %v, want kafka, tvm2kafka and serve", names)
+	}
+	s, err := p.GetService("serve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _ := p.GetService("tvm2kafka")
+	if s.Image != run.Image || s.Build == nil || s.Build.Context != run.Build.Context || s.Build.Dockerfile != run.Build.Dockerfile {
+		t.Errorf("serve image %q build %+v, want the tvm2kafka image built the same way", s.Image, s.Build)
+	}
+	if got := strings.Join(s.Command, " "); got != "serve" {
+		t.Errorf("command %q, want serve", got)
+	}
+	if dep, ok := s.DependsOn["kafka"]; !ok || dep.Condition != types.ServiceConditionHealthy {
+		t.Errorf("depends_on kafka: %+v, want condition service_healthy", dep)
+	}
+	if s.Restart != "unless-stopped" {
+		t.Errorf("restart %q, want unless-stopped", s.Restart)
+	}
+	if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) < 35*time.Second {
+		t.Errorf("stop_grace_period %v, want at least 35s (snapshot-abort within 30 s)", s.StopGracePeriod)
+	}
+	for name, v := range run.Environment {
+		if got, ok := s.Environment[name]; !ok || (v == nil) != (got == nil) || (v != nil && *v != *got) {
+			t.Errorf("serve's %s differs from tvm2kafka's", name)
+		}
+	}
+	if got := env(t, s, "TVM2KAFKA_INTERVAL"); got != "1h" {
+		t.Errorf("TVM2KAFKA_INTERVAL default %q, want 1h", got)
+	}
+	addr := env(t, s, "TVM2KAFKA_HTTP_ADDR")
+	published := false
+	for _, port := range s.Ports {
+		if ":"+strconv.Itoa(int(port.Target)) == addr && port.HostIP == "127.0.0.1" && port.Published == strconv.Itoa(int(port.Target)) {
+			published = true
+		}
+	}
+	if !published {
+		t.Errorf("ports %+v do not publish TVM2KAFKA_HTTP_ADDR %s on 127.0.0.1", s.Ports, addr)
+	}
+	every := mustLoad(t, append([]string{"TVM2KAFKA_INTERVAL=15m"}, azureEnv...), "serve")
+	if s, _ := every.GetService("serve"); env(t, s, "TVM2KAFKA_INTERVAL") != "15m" {
+		t.Errorf("TVM2KAFKA_INTERVAL from the environment ignored")
 	}
 }

@@ -327,7 +327,9 @@ func TestTokenRefresh(t *testing.T) {
 	w.assertSnapshot(msgs, rep, runID(t, res.Stderr), 0)
 
 	// Tokens that live 4 minutes are within the refresh margin: the second
-	// export call of the process must come with a new token.
+	// export call of the process must come with a new token. A new export,
+	// so that the run does not find it unchanged and stop before the blobs.
+	w.newGeneration(time.Now())
 	w.entra.SetTokenLifetime(4 * time.Minute)
 	w.blobProx.Inject(part, fakes.Fault{Expired: true})
 	res = w.run(nil)

@@ -9,7 +9,7 @@ import (
 
 // TestRunPublishesTheWholeContract runs the built binary against the fake
 // Entra ID and Defender API (public host names through HTTPS_PROXY, TLS),
-// Azurite and the real Kafka broker, and checks contract §4 on what a
+// Azurite and the real Kafka broker, and checks the README's message format on what a
 // consumer reads back.
 func TestRunPublishesTheWholeContract(t *testing.T) {
 	w := newWorld(t, 3000, 4)

@@ -32,7 +32,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
-// Issue 4, content and Kafka faults, against the built binary.
+// Content and Kafka faults (README "Failure handling"), against the built binary.
 
 // fcLine is one physical line of a hand-made part file.
 type fcLine struct {

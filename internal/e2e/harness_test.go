@@ -313,7 +313,7 @@ func (w *world) expectedRecords() map[string]expected {
 	return out
 }
 
-// assertSnapshot checks the whole contract §4 for one complete run: every
+// assertSnapshot checks the README's message format for one complete run: every
 // device exactly once with its line byte for byte, its part and line
 // number, key, partition and headers (verify.Check), markers first and
 // last per partition, counts.

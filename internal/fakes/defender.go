@@ -65,6 +65,17 @@ func NewDefender(cfg DefenderConfig) *Defender {
 	return d
 }
 
+// DefenderHandler returns a fake Defender API's HTTP handler without a
+// server of its own, for a program that serves it on an address of its
+// choosing (bench/gen serve-manifest).
+func DefenderHandler(cfg DefenderConfig) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Defender{cfg: cfg}
+	return http.HandlerFunc(d.serve)
+}
+
 // URL is the base URL, usable as MDE_API_URL.
 func (d *Defender) URL() string { return d.srv.URL }
 

@@ -3,6 +3,7 @@ package fakes
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Entra is a fake Entra ID (Azure AD) over TLS. It serves
@@ -29,6 +32,11 @@ import (
 // (invalid_client / AADSTS7000215, unauthorized_client / AADSTS700016,
 // invalid_request / AADSTS90002 for an unknown tenant).
 //
+// Tokens are opaque random strings, or, after SignTokens, RS256 JWTs
+// signed with a given key, as Entra ID issues them for resources such as
+// Azure Event Hubs (what a Kafka broker validating OAUTHBEARER tokens
+// checks: signature, audience, issuer, expiry).
+//
 // Client() trusts the fake's certificate and routes every connection to
 // the fake, whatever the host name (login.microsoftonline.com included),
 // so azidentity's instance discovery against the public cloud is served
@@ -43,6 +51,42 @@ type Entra struct {
 	tokenRequests, discoveries int
 	scopes                     []string
 	hosts                      []string
+	signKey                    *rsa.PrivateKey // nil: opaque tokens
+	kid, issuer                string
+}
+
+// SignTokens makes the token endpoint issue RS256 JWTs signed with the RSA
+// private key in keyPEM (PKCS#8 or PKCS#1), with kid in their header and
+// issuer as their iss claim. The aud claim is the requested scope without
+// its "/.default" suffix, as Entra ID does; sub, oid and appid are the
+// client ID, tid the tenant.
+func (e *Entra) SignTokens(keyPEM []byte, kid, issuer string) error {
+	key, err := jwt.ParseRSAPrivateKeyFromPEM(keyPEM)
+	if err != nil {
+		return fmt.Errorf("fakes: signing key: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.signKey, e.kid, e.issuer = key, kid, issuer
+	return nil
+}
+
+// signed returns a JWT for scope valid from now for life, or "" when
+// tokens are opaque.
+func (e *Entra) signed(scope string, now time.Time, life time.Duration) (string, error) {
+	e.mu.Lock()
+	key, kid, iss := e.signKey, e.kid, e.issuer
+	e.mu.Unlock()
+	if key == nil {
+		return "", nil
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"aud": strings.TrimSuffix(strings.Fields(scope)[0], "/.default"), "iss": iss,
+		"sub": e.clientID, "oid": e.clientID, "appid": e.clientID, "tid": e.tenant, "ver": "1.0",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(life).Unix(),
+	})
+	tok.Header["kid"] = kid
+	return tok.SignedString(key)
 }
 
 // NewEntra starts a fake Entra ID for one tenant and one application.
@@ -224,10 +268,20 @@ func (e *Entra) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		entraError(w, http.StatusBadRequest, "invalid_scope", 1002012, "AADSTS1002012: The provided value for scope is not valid.")
 		return
 	}
-	tok := randomToken()
 	e.mu.Lock()
 	life := e.lifetime
-	e.tokens[tok] = time.Now().Add(life)
+	e.mu.Unlock()
+	now := time.Now()
+	tok, err := e.signed(f.Get("scope"), now, life)
+	if err != nil {
+		entraError(w, http.StatusInternalServerError, "server_error", 500, "fake Entra: signing: "+err.Error())
+		return
+	}
+	if tok == "" {
+		tok = randomToken()
+	}
+	e.mu.Lock()
+	e.tokens[tok] = now.Add(life)
 	e.mu.Unlock()
 	secs := int(life / time.Second)
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -30,6 +30,11 @@ type Options struct {
 	Seed int64
 	// GeneratedTime is the export's generatedTime; zero means DefaultGeneratedTime().
 	GeneratedTime time.Time
+	// ChangeEvery > 0 changes every ChangeEvery-th device (index divisible
+	// by it): its DeviceName gets the suffix "-r2". Every other record is
+	// byte for byte the same as without it: a later export of the same
+	// devices in which 1/ChangeEvery of them changed.
+	ChangeEvery int
 }
 
 // Layout is where and how a snapshot is stored.
@@ -202,24 +207,26 @@ func appendDeviceID(dst []byte, seed int64, i int) []byte {
 // gen builds records; it reuses its buffers and random source, so it is
 // not safe for concurrent use.
 type gen struct {
-	seed  int64
-	now   int64 // generatedTime, Unix seconds
-	pcg   *rand.PCG
-	rng   *rand.Rand
-	inner []byte
-	scan  []byte
+	seed   int64
+	now    int64 // generatedTime, Unix seconds
+	change int   // Options.ChangeEvery
+	pcg    *rand.PCG
+	rng    *rand.Rand
+	inner  []byte
+	scan   []byte
 }
 
 func newGen(opts Options) *gen {
 	o := opts.norm()
 	pcg := rand.NewPCG(0, 0)
 	return &gen{
-		seed:  o.Seed,
-		now:   o.GeneratedTime.Unix(),
-		pcg:   pcg,
-		rng:   rand.New(pcg),
-		inner: make([]byte, 0, 1024),
-		scan:  make([]byte, 0, 256),
+		seed:   o.Seed,
+		now:    o.GeneratedTime.Unix(),
+		change: o.ChangeEvery,
+		pcg:    pcg,
+		rng:    rand.New(pcg),
+		inner:  make([]byte, 0, 1024),
+		scan:   make([]byte, 0, 256),
 	}
 }
 
@@ -290,6 +297,9 @@ func (g *gen) appendRecord(dst []byte, i, group int) []byte {
 	dst = append(dst, g.pick(pl.prefixes)...)
 	dst = append(dst, '-')
 	dst = appendPad(dst, i%10000000, 7)
+	if g.change > 0 && i%g.change == 0 {
+		dst = append(dst, "-r2"...)
+	}
 	dst = append(dst, '.')
 	dst = append(dst, g.pick(domains)...)
 	dst = append(dst, `","OsPlatform":"`...)

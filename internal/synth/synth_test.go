@@ -346,3 +346,20 @@ func BenchmarkWritePart(b *testing.B) {
 		}
 	}
 }
+
+func TestChangeEveryChangesOnlyThoseDevices(t *testing.T) {
+	base := Options{Devices: 500, Parts: 3, Seed: 9}
+	later := base
+	later.ChangeEvery = 100
+	for i := range base.Devices {
+		a, b := Record(base, i), Record(later, i)
+		changed := i%100 == 0
+		if changed == bytes.Equal(a, b) {
+			t.Fatalf("device %d: changed %v, records equal %v", i, changed, bytes.Equal(a, b))
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil || m["DeviceId"] != DeviceID(base, i) {
+			t.Fatalf("device %d: %v %v", i, err, m["DeviceId"])
+		}
+	}
+}

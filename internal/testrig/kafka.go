@@ -22,6 +22,7 @@ import (
 type Record struct {
 	Partition int32
 	Offset    int64
+	Timestamp time.Time
 	Key       []byte
 	Value     []byte
 	// Headers maps header key to value; for a repeated key the last one wins.
@@ -164,6 +165,7 @@ func toRecord(rec *kgo.Record) Record {
 	r := Record{
 		Partition: rec.Partition,
 		Offset:    rec.Offset,
+		Timestamp: rec.Timestamp,
 		Key:       append([]byte(nil), rec.Key...),
 		Value:     append([]byte(nil), rec.Value...),
 		Headers:   make(map[string]string, len(rec.Headers)),

@@ -284,7 +284,7 @@ func parseConsumer(t *testing.T, out string, keyFirst bool, partPrefix string, s
 var deviceIDRe = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // checkConsumed checks what an independent consumer printed against the
-// world's export and contract §4.
+// world's export and the README's message format.
 func (w *world) checkConsumed(who string, msgs []consumed, partitions int, runID string) {
 	t := w.t
 	t.Helper()
@@ -395,8 +395,8 @@ func TestDemoAndDryRun(t *testing.T) {
 		res := w.run(nil, "--dry-run")
 		mustComplete(t, res)
 		sum := summaryOf(t, res.Stderr)
-		if sum["records"] != float64(1700) || sum["complete"] != true || sum["parts"] != float64(3) {
-			t.Fatalf("dry-run summary %v, want 1700 records of 3 parts, complete", sum)
+		if sum["records"] != float64(1700) || sum["complete"] != false || sum["dry_run"] != true || sum["parts"] != float64(3) {
+			t.Fatalf("dry-run summary %v, want 1700 records of 3 parts, dry_run, not complete (nothing published)", sum)
 		}
 		if len(w.defender.Calls()) != 1 {
 			t.Fatalf("%d export calls", len(w.defender.Calls()))

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# tvm2kafka table-topic benchmark: what KAFKA_TABLE_TOPIC costs a run.
+#
+#   bench/table.sh [--records N] [--parts N] [--rounds N] [--change-every N]
+#                  [--partitions N] [--smoke]
+#
+#   --records N        devices in each export                    (default 1000000)
+#   --parts N          gzip part files                           (default 8)
+#   --rounds N         rounds of both contenders                 (default 3)
+#   --change-every N   the second export changes every N-th device (default 100: 1 %)
+#   --partitions N     partitions of the records and table topics (default 6)
+#   --smoke            20,000 devices, 1 round: proves the benchmark works (CI)
+#
+# What it does:
+#   1. builds .rig/bench/tvm2kafka and .rig/bench/gen; generates two exports of the same
+#      devices with internal/synth: A, and B in which every N-th device changed (cached)
+#   2. starts Kafka and Azurite when they are not running (and stops what it started),
+#      uploads both exports, serves a fake Defender API for each
+#   3. a first run on A fills a new table topic (every device "added"; reported apart)
+#   4. per round, alternating who goes first, on the export that differs from the table by
+#      1/N of its devices (B, then A, then B, …):
+#        table      `tvm2kafka run` with KAFKA_TABLE_TOPIC: reads the table back, publishes,
+#                   writes the changed devices
+#        no-table   `tvm2kafka run` without it
+#      each on a fresh records topic, under /usr/bin/time -v; counts are checked
+#   5. prints wall time and peak RSS (medians, min–max), the ratio table/no-table, and the
+#      table's own figures (read back, update, devices changed)
+#
+# Environment: BENCH_DIR (default .rig/bench), TVM2KAFKA_RIG_DIR.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RIG="${BENCH_DIR:-${TVM2KAFKA_RIG_DIR:-$ROOT/.rig}/bench}"
+
+records=1000000
+parts=8
+rounds=3
+change=100
+partitions=6
+
+log() { printf '[table-bench] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--records) records="${2:?}"; shift 2 ;;
+	--parts) parts="${2:?}"; shift 2 ;;
+	--rounds) rounds="${2:?}"; shift 2 ;;
+	--change-every) change="${2:?}"; shift 2 ;;
+	--partitions) partitions="${2:?}"; shift 2 ;;
+	--smoke) records=20000; rounds=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+for v in records parts rounds change partitions; do
+	[[ "${!v}" =~ ^[0-9]+$ ]] && ((${!v} >= 1)) || die "--$v must be a number ≥ 1, got '${!v}'"
+done
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (Debian: apt-get install time)"
+
+mkdir -p "$RIG"
+RUN="$(date +%Y%m%dT%H%M%S)-$$"
+RESULTS="$RIG/table-results-$RUN.tsv"
+DATA_A="$RIG/data-r$records-p$parts-s1"
+DATA_B="$RIG/data-r$records-p$parts-s1-c$change"
+GEN="$RIG/gen"
+TVM="$RIG/tvm2kafka"
+TABLE="bench.table.$RUN"
+
+started=()
+servers=()
+cleanup() {
+	local rc=$? s
+	for s in "${servers[@]}"; do
+		kill "$s" 2>/dev/null || true
+		wait "$s" 2>/dev/null || true
+	done
+	[[ -n "${BROKERS:-}" ]] && "$GEN" delete-topic --brokers "$BROKERS" --topic "$TABLE" >/dev/null 2>&1 || true
+	for s in "${started[@]}"; do
+		"$ROOT/scripts/$s.sh" stop || log "stopping $s failed"
+	done
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "building tvm2kafka and bench/gen"
+(cd "$ROOT" && go build -o "$TVM" ./cmd/tvm2kafka && go build -o "$GEN" ./bench/gen)
+"$GEN" gen --records "$records" --parts "$parts" --seed 1 --out "$DATA_A" >&2
+"$GEN" gen --records "$records" --parts "$parts" --seed 1 --change-every "$change" --out "$DATA_B" >&2
+
+for s in kafka azurite; do
+	if "$ROOT/scripts/$s.sh" status >/dev/null 2>&1; then
+		log "$s already running: using it"
+	else
+		"$ROOT/scripts/$s.sh" start
+		started+=("$s")
+	fi
+done
+eval "$("$ROOT/scripts/kafka.sh" env)"
+eval "$("$ROOT/scripts/azurite.sh" env)"
+BROKERS="${IT_KAFKA_BROKERS:?}"
+BLOB="${IT_AZURITE_BLOB:?}"
+
+# serve DIR: upload an export and serve its manifest (in this shell, so that
+# cleanup stops the server); sets URL to the API's URL.
+serve() {
+	local i
+	URL=""
+	"$GEN" upload --dir "$1" --blob "$BLOB" >&2
+	"$GEN" serve-manifest --dir "$1" >"$1/manifest-$RUN.url" 2>"$1/manifest-$RUN.log" &
+	servers+=($!)
+	for i in $(seq 100); do
+		URL="$(head -n1 "$1/manifest-$RUN.url" 2>/dev/null || true)"
+		[[ "$URL" == http://* ]] && return 0
+		sleep 0.1
+	done
+	die "manifest server for $1 did not start"
+}
+serve "$DATA_A"
+URL_A="$URL"
+serve "$DATA_B"
+URL_B="$URL"
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+maxrss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
+cpusec() { awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$1"; }
+field() { grep "\"$2\"" "$1" | tail -n1 | sed -n "s/.*\"$3\":\([0-9.]*\).*/\1/p"; }
+
+# contender NAME ROUND URL [TABLE]: one run on a fresh records topic.
+contender() {
+	local name=$1 round=$2 url=$3 table=${4:-} topic="bench.$1.$RUN.$2" tf lf t0 t1 got
+	tf="$RIG/time-table-$name-$RUN-$round.txt"
+	lf="$RIG/table-$name-$RUN-$round.log"
+	"$GEN" create-topic --brokers "$BROKERS" --topic "$topic" --partitions "$partitions" >/dev/null
+	t0="$(now)"
+	/usr/bin/time -v -o "$tf" env -u AZURE_CLIENT_SECRET KAFKA_BROKERS="$BROKERS" KAFKA_TOPIC="$topic" \
+		KAFKA_TABLE_TOPIC="$table" KAFKA_TOPIC_PARTITIONS="$partitions" MDE_API_URL="$url" MDE_ACCESS_TOKEN=bench \
+		LOG_LEVEL=info LOG_FORMAT=json "$TVM" run >"$lf" 2>&1 ||
+		{ tail -n 20 "$lf" >&2; die "$name run failed (log: $lf)"; }
+	t1="$(now)"
+	got="$("$GEN" count --brokers "$BROKERS" --topic "$topic")"
+	[[ "$got" == $((records + 2 * partitions)) ]] || die "topic $topic holds $got messages"
+	"$GEN" delete-topic --brokers "$BROKERS" --topic "$topic" >/dev/null
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" \
+		"$(field "$lf" "table topic read" duration)" "$(field "$lf" "table topic updated" duration)" \
+		"$(field "$lf" "table topic updated" changed)" "$(field "$lf" "table topic read" devices)" "$(cpusec "$tf")" >>"$RESULTS"
+	log "round $round $name: $(elapsed "$t0" "$t1") s, $(cpusec "$tf") s CPU, peak RSS $(($(maxrss "$tf") / 1024)) MB"
+}
+
+printf '# contender\tround\twall_s\tmax_rss_kb\ttable_read_ms\ttable_update_ms\tchanged\ttable_devices\tcpu_s\n' >"$RESULTS"
+log "first run: fills table topic $TABLE with $records devices"
+contender first 0 "$URL_A" "$TABLE"
+for ((r = 1; r <= rounds; r++)); do
+	url="$URL_B"
+	((r % 2)) || url="$URL_A" # B differs from A's table, A from B's
+	if ((r % 2)); then
+		contender table "$r" "$url" "$TABLE"; contender no-table "$r" "$url"
+	else
+		contender no-table "$r" "$url"; contender table "$r" "$url" "$TABLE"
+	fi
+done
+
+awk -F'\t' -v records="$records" -v change="$change" -v partitions="$partitions" '
+function median(a, n,   i, j, t) {
+	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+	return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+}
+/^#/ { next }
+$1 == "first" { fw = $3; fr = $4; next }
+{ n[$1]++; w[$1, n[$1]] = $3; r[$1, n[$1]] = $4; u[$1, n[$1]] = $9; if ($1 == "table") { tr[n[$1]] = $5; tu[n[$1]] = $6; ch[n[$1]] = $7; dev = $8 } }
+END {
+	for (i = 1; i <= n["table"]; i++) { x[i] = w["table", i]; y[i] = r["table", i]; z[i] = u["table", i]; q[i] = w["table", i] / w["no-table", i]; a[i] = tr[i]; b[i] = tu[i] }
+	mt = median(x, n["table"]); rt = median(y, n["table"]); ut = median(z, n["table"]); mq = median(q, n["table"]); ma = median(a, n["table"]); mb = median(b, n["table"])
+	split("", x); split("", y); split("", z)
+	for (i = 1; i <= n["no-table"]; i++) { x[i] = w["no-table", i]; y[i] = r["no-table", i]; z[i] = u["no-table", i] }
+	mn = median(x, n["no-table"]); rn = median(y, n["no-table"]); un = median(z, n["no-table"])
+	split("", x)
+	for (i = 1; i <= n["table"]; i++) x[i] = w["table", i]
+	lo = x[1]; hi = x[1]; for (i = 1; i <= n["table"]; i++) { if (x[i] < lo) lo = x[i]; if (x[i] > hi) hi = x[i] }
+	split("", y)
+	for (i = 1; i <= n["no-table"]; i++) y[i] = w["no-table", i]
+	nlo = y[1]; nhi = y[1]; for (i = 1; i <= n["no-table"]; i++) { if (y[i] < nlo) nlo = y[i]; if (y[i] > nhi) nhi = y[i] }
+	printf "table-topic benchmark: %d devices, every %d-th changed per run, %d partitions, %d round(s)\n", records, change, partitions, n["table"]
+	printf "%-10s %18s %8s %12s\n", "contender", "wall s (min-max)", "CPU s", "peak RSS MB"
+	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "table", mt, lo, hi, ut, rt / 1024
+	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "no-table", mn, nlo, nhi, un, rn / 1024
+	printf "ratio table/no-table: wall %.2f (median of medians), %.2f (median of per-round ratios); CPU %.2f\n", mt / mn, mq, ut / un
+	printf "table per run: %d devices read back in %.2f s, %s changed, update after the end markers %.2f s\n", dev, ma / 1000, ch[1], mb / 1000
+	printf "first run (empty table, every device added): %.2f s, peak RSS %.0f MB\n", fw, fr / 1024
+}' "$RESULTS" | tee "$RIG/table-report-$RUN.txt"
+log "results: $RESULTS"

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
+)
+
+// metrics are the Prometheus metrics of `tvm2kafka serve` (README,
+// "Metrics"), in a registry of their own with the Go and process
+// collectors.
+type metrics struct {
+	reg *prometheus.Registry
+
+	snapshots        *prometheus.CounterVec
+	lastComplete     prometheus.Gauge
+	exportGenerated  prometheus.Gauge
+	recordsPublished prometheus.Counter
+	recordsRejected  prometheus.Counter
+	apiRequests      *prometheus.CounterVec
+	duration         prometheus.Histogram
+	lastFailed       prometheus.Gauge
+	inProgress       prometheus.Gauge
+	interval         prometheus.Gauge
+}
+
+func newMetrics(interval time.Duration) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.snapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tvm2kafka_snapshots_total",
+		Help: "Runs by result: complete (snapshot-end written), aborted (snapshot-abort written), failed (before any marker), unchanged (the topic already held this export), skipped (another run was publishing).",
+	}, []string{"result"})
+	for _, r := range []string{resultComplete, resultAborted, resultFailed, resultUnchanged, resultSkipped} {
+		m.snapshots.WithLabelValues(r)
+	}
+	m.lastComplete = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tvm2kafka_last_complete_snapshot_timestamp_seconds",
+		Help: "Unix time at which a run last left the topic holding a complete snapshot of the latest export: it wrote snapshot-end, or found the export unchanged. 0 until then.",
+	})
+	m.exportGenerated = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tvm2kafka_export_generated_timestamp_seconds",
+		Help: "generatedTime (Unix time) of the newest complete snapshot in the topic, as far as this process knows. 0 until known.",
+	})
+	m.recordsPublished = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tvm2kafka_records_published_total",
+		Help: "Record messages published and acknowledged, over all runs.",
+	})
+	m.recordsRejected = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tvm2kafka_records_rejected_total",
+		Help: "Lines rejected (not published to the topic; sent to the DLQ when set), over all runs.",
+	})
+	m.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tvm2kafka_export_api_requests_total",
+		Help: "HTTP requests to the Defender export API by status code (\"error\" when no answer came).",
+	}, []string{"code"})
+	m.apiRequests.WithLabelValues("200") // present from the start
+	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tvm2kafka_snapshot_duration_seconds",
+		Help:    "Duration of the runs that published a complete snapshot, from start to the last snapshot-end.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200},
+	})
+	m.lastFailed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tvm2kafka_last_snapshot_failed",
+		Help: "1 when the last run ended failed or aborted, 0 when it ended complete, unchanged or skipped.",
+	})
+	m.inProgress = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tvm2kafka_snapshot_in_progress",
+		Help: "1 while a run is in progress.",
+	})
+	m.interval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tvm2kafka_snapshot_interval_seconds",
+		Help: "TVM2KAFKA_INTERVAL: the time between two runs (without jitter).",
+	})
+	m.interval.Set(interval.Seconds())
+	v := currentVersion()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tvm2kafka_build_info",
+		Help: "Always 1; the labels tell the version, the Go version and the commit.",
+	}, []string{"version", "goversion", "revision"})
+	build.WithLabelValues(v.Version, v.GoVersion, v.Revision).Set(1)
+
+	m.reg.MustRegister(m.snapshots, m.lastComplete, m.exportGenerated, m.recordsPublished, m.recordsRejected,
+		m.apiRequests, m.duration, m.lastFailed, m.inProgress, m.interval, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// exportAnswer counts one answer of the export API.
+func (m *metrics) exportAnswer(code string) { m.apiRequests.WithLabelValues(code).Inc() }
+
+// begin marks a run in progress.
+func (m *metrics) begin() { m.inProgress.Set(1) }
+
+// observe records how a run ended.
+func (m *metrics) observe(out outcome, now time.Time) {
+	m.inProgress.Set(0)
+	m.snapshots.WithLabelValues(out.result).Inc()
+	m.recordsPublished.Add(float64(out.res.Records))
+	m.recordsRejected.Add(float64(out.res.Rejected))
+	switch out.result {
+	case resultComplete:
+		m.duration.Observe(out.duration.Seconds())
+		m.lastComplete.Set(float64(now.UnixNano()) / 1e9)
+		m.lastFailed.Set(0)
+	case resultUnchanged:
+		m.lastComplete.Set(float64(now.UnixNano()) / 1e9)
+		m.lastFailed.Set(0)
+	case resultSkipped:
+		m.lastFailed.Set(0)
+	default:
+		m.lastFailed.Set(1)
+	}
+	if t, ok := parseGeneratedTime(out.topicGeneratedTime); ok {
+		m.exportGenerated.Set(float64(t.UnixNano()) / 1e9)
+	}
+}
+
+// parseGeneratedTime parses generatedTime as the API writes it (RFC 3339,
+// any fraction of a second).
+func parseGeneratedTime(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+// answerCounter is the transport of the export API's client: it reports
+// every answer's status code.
+type answerCounter struct {
+	base  http.RoundTripper // nil: http.DefaultTransport
+	count func(code string)
+}
+
+func (a *answerCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := a.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(r)
+	switch {
+	case err == nil:
+		a.count(strconv.Itoa(resp.StatusCode))
+	case r.Context().Err() == nil: // not a cancellation of ours
+		a.count("error")
+	}
+	return resp, err
+}
+
+// readiness is what /readyz answers: ready once the topic holds a
+// complete snapshot of the latest export.
+type readiness struct {
+	mu        sync.Mutex
+	runs      int    // runs finished
+	latest    string // generatedTime the export API last returned
+	topic     string // generatedTime of the newest complete snapshot in the topic
+	lastRun   string // result of the last run
+	lastError string
+}
+
+func (r *readiness) observe(out outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs++
+	if g := out.manifest.GeneratedTime; g != "" {
+		r.latest = g
+	}
+	if out.topicGeneratedTime != "" {
+		r.topic = out.topicGeneratedTime
+	}
+	r.lastRun, r.lastError = out.result, ""
+	if out.err != nil {
+		r.lastError = out.err.Error()
+	}
+}
+
+// ready reports readiness and, when not ready, why.
+func (r *readiness) ready() (bool, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last := r.lastRun
+	if r.lastError != "" {
+		last += ": " + r.lastError
+	}
+	switch {
+	case r.runs == 0:
+		return false, "the first snapshot is in progress"
+	case r.latest == "":
+		return false, "the export API has not answered yet (last run " + last + ")"
+	case r.topic == "":
+		return false, fmt.Sprintf("the topic holds no known complete snapshot of the export generated %s (last run %s)", r.latest, last)
+	case r.topic != r.latest:
+		return false, fmt.Sprintf("the topic's newest complete snapshot is of the export generated %s, the latest export was generated %s (last run %s)", r.topic, r.latest, last)
+	}
+	return true, "the topic holds a complete snapshot of the export generated " + r.latest
+}
+
+// handler serves /metrics, /healthz and /readyz. The reasons /readyz
+// gives pass the same redactor as the logs.
+func (m *metrics) handler(ready *readiness, secrets []string) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := ready.ready()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, redact.New(secrets...).String(why))
+	})
+	return mux
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/schema"
+	"github.com/tvm2kafka/tvm2kafka/table"
+)
+
+// tableTopic is the table topic (KAFKA_TABLE_TOPIC) of a run: checked or
+// created before the export API is called, read back once a snapshot is
+// going to be published, and updated by the snapshot as its Observer.
+type tableTopic struct {
+	k      *producer.Kafka
+	topic  string
+	writer *producer.KeyedWriter
+	table  *table.Table
+}
+
+// openTable makes sure the table topic exists and is compacted. A topic
+// that is not is a configuration error: exit status 2, before any export
+// API call.
+func openTable(ctx context.Context, cfg *config, k *producer.Kafka, log zerolog.Logger) (*tableTopic, int, error) {
+	topic := cfg.kafka.TableTopic
+	n, created, err := table.Ensure(ctx, k.Client(), topic, cfg.kafka.TopicPartitions, cfg.kafka.TopicReplicationFactor, log)
+	if err != nil {
+		var ce *table.ConfigError
+		if errors.As(err, &ce) {
+			log.Error().Err(err).Msg("configuration error: nothing was published")
+			return nil, exitUsage, err
+		}
+		log.Error().Err(err).Str("table_topic", topic).Msg("kafka: cannot use the table topic; nothing was published")
+		return nil, exitFailed, err
+	}
+	w := k.NewKeyedWriter(topic, n)
+	log.Info().Str("table_topic", topic).Int("partitions", n).Bool("created", created).Msg("table topic ready")
+	return &tableTopic{k: k, topic: topic, writer: w}, exitOK, nil
+}
+
+// load reads the table back for the run that is about to publish manifest.
+func (tt *tableTopic) load(ctx context.Context, manifest schema.Manifest, runID string, retryMax time.Duration, log zerolog.Logger) (producer.Observer, error) {
+	t, err := table.New(table.Config{
+		Topic: tt.topic, Export: manifest.Export, GeneratedTime: manifest.GeneratedTime, RunID: runID,
+		Client: tt.k.Client(), Writer: tt.writer, RetryMaxElapsed: retryMax, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Load(ctx); err != nil {
+		return nil, err
+	}
+	tt.table = t
+	return t, nil
+}
+
+// close ends the run's table update and closes its writer.
+func (tt *tableTopic) close() {
+	if tt.table != nil {
+		tt.table.Close()
+	}
+	_ = tt.writer.Close()
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// parseFlags parses a command's flags. --help prints usage to stdout (exit
+// 0); an unknown flag or a stray argument prints a short error, the
+// closest flag when there is one and a hint to stderr (exit 2). done tells
+// the command to stop with code.
+func parseFlags(fs *flag.FlagSet, args []string, usage func(io.Writer), stdout, stderr io.Writer) (code int, done bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
+		return exitOK, true
+	case err != nil:
+		fmt.Fprintf(stderr, "tvm2kafka %s: %v\n", fs.Name(), err)
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			if s := closestFlag(fs, strings.TrimLeft(name, "-")); s != "" {
+				fmt.Fprintf(stderr, "Did you mean --%s?\n", s)
+			}
+		}
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "tvm2kafka %s: unexpected argument %q (flags only)\n", fs.Name(), fs.Arg(0))
+	default:
+		return exitOK, false
+	}
+	fmt.Fprintf(stderr, "Run 'tvm2kafka %s --help' for every flag.\n", fs.Name())
+	return exitUsage, true
+}
+
+// closestFlag returns the defined flag nearest to name in edit distance,
+// when it is near enough to be a typo.
+func closestFlag(fs *flag.FlagSet, name string) string {
+	best, bestD := "", len(name)/3+2
+	fs.VisitAll(func(f *flag.Flag) {
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,439 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tvm2kafka/tvm2kafka/consumer"
+	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/schema"
+)
+
+// verifyEnv names the settings `tvm2kafka verify` reads: the Kafka
+// connection and the logs. It needs no Azure credentials.
+var verifyEnv = map[string]bool{
+	"KAFKA_BROKERS": true, "KAFKA_TOPIC": true,
+	"KAFKA_SASL_MECHANISM": true, "KAFKA_SASL_USERNAME": true, "KAFKA_SASL_PASSWORD": true,
+	"KAFKA_TLS": true, "KAFKA_TLS_CA_FILE": true, "KAFKA_TLS_CERT_FILE": true, "KAFKA_TLS_KEY_FILE": true,
+	"KAFKA_TLS_KEY_PASSWORD": true,
+	"LOG_LEVEL":              true, "LOG_FORMAT": true,
+}
+
+func verifySettings() []setting {
+	var out []setting
+	for _, s := range settings() {
+		if verifyEnv[s.env] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func printVerifyUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: tvm2kafka verify [--max-age DURATION] [--output text|json] [flags]")
+	fmt.Fprintln(w, "\nReports the newest snapshot in KAFKA_TOPIC, read from the newest snapshot-start of each")
+	fmt.Fprintln(w, "partition (not the whole topic): per partition its run id, markers and record count.")
+	fmt.Fprintln(w, "\n  --max-age DURATION   also fail when the snapshot's generatedTime is older (e.g. 26h, 2d)")
+	fmt.Fprintln(w, "  --output FORMAT      text (default) or json: one JSON object on stdout")
+	fmt.Fprintln(w, "  --timeout DURATION   give up after this long (default 2m)")
+	fmt.Fprintln(w, "\nKafka settings (flag or environment variable; the flag wins):")
+	for _, s := range verifySettings() {
+		def := s.def
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(w, "  --%s / %s (default %s)\n      %s\n", s.flag, s.env, def, s.help)
+	}
+	fmt.Fprintln(w, "\nExit status: 0 every partition holds snapshot-start and snapshot-end of one run with")
+	fmt.Fprintln(w, "partitionRecords records of it between them (and it is not older than --max-age);")
+	fmt.Fprintln(w, "1 otherwise, also when the topic holds no snapshot; 2 bad configuration or usage.")
+}
+
+// verifyOptions is the validated configuration of `tvm2kafka verify`.
+type verifyOptions struct {
+	kafka   producer.Config
+	maxAge  time.Duration // 0: no age check
+	json    bool
+	timeout time.Duration
+	log     *config // logLevel, logFormat, secretsSeen only
+}
+
+func cmdVerify(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr io.Writer) int {
+	opts, code := loadVerifyOptions(args, lookup, stdout, stderr)
+	if opts == nil {
+		return code
+	}
+	log := newLogger(opts.log, stderr)
+	transport, err := producer.NewTransport(opts.kafka)
+	if err != nil {
+		fmt.Fprintf(stderr, "tvm2kafka verify: configuration error:\n%v\n", err)
+		return exitUsage
+	}
+	defer transport.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
+	defer cancel()
+
+	began := time.Now()
+	r, err := consumer.NewReader(consumer.Config{
+		Brokers:   opts.kafka.Brokers,
+		Topic:     opts.kafka.Topic,
+		Transport: transport,
+		NewStage:  func(int, consumer.Marker) consumer.Stage { return countOnly{} },
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "tvm2kafka verify: %v\n", err)
+		return exitUsage
+	}
+	st, err := r.Read(ctx, consumer.Handler{})
+	if err != nil {
+		if errors.Is(err, consumer.ErrNoTopic) {
+			fmt.Fprintf(stderr, "tvm2kafka verify: topic %q does not exist: no snapshot\n", opts.kafka.Topic)
+		} else {
+			log.Error().Err(err).Strs("brokers", opts.kafka.Brokers).Str("topic", opts.kafka.Topic).Msg("verify: reading the topic failed")
+		}
+		return exitFailed
+	}
+	elapsed := time.Since(began)
+	log.Debug().Int64("messages_read", st.Messages).Int64("bytes_read", st.Bytes).Int64("fetches", st.Fetches).
+		Int("partitions", len(st.Partitions)).Dur("duration", elapsed).Msg("verify read")
+
+	rep := newVerifyReport(st, opts.maxAge, time.Now())
+	if opts.json {
+		enc := json.NewEncoder(stdout)
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "tvm2kafka verify: %v\n", err)
+			return exitFailed
+		}
+		for _, p := range rep.problems {
+			fmt.Fprintf(stderr, "tvm2kafka verify: %s\n", p)
+		}
+	} else {
+		rep.printText(stdout, opts.kafka.Topic, st, elapsed)
+	}
+	if !rep.ok() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// countOnly stages nothing: verify only counts (the Reader does).
+type countOnly struct{}
+
+func (countOnly) Add(*consumer.Record) error { return nil }
+
+func loadVerifyOptions(args []string, lookup lookupFunc, stdout, stderr io.Writer) (*verifyOptions, int) {
+	list := verifySettings()
+	fs, vals := newFlagSetOf("verify", list)
+	maxAge := fs.String("max-age", "", "fail when the snapshot's generatedTime is older than this")
+	output := fs.String("output", "text", "text | json")
+	timeout := fs.String("timeout", "2m", "give up after this long")
+	if code, done := parseFlags(fs, args, printVerifyUsage, stdout, stderr); done {
+		return nil, code
+	}
+	fail := func(err error) (*verifyOptions, int) {
+		fmt.Fprintf(stderr, "tvm2kafka verify: configuration error:\n%v\n(see tvm2kafka verify --help)\n", err)
+		return nil, exitUsage
+	}
+	raw, err := resolveSettings(list, fs, vals, lookup)
+	if err != nil {
+		return fail(err)
+	}
+	opts := &verifyOptions{}
+	var errs []error
+	if *maxAge != "" {
+		if opts.maxAge, err = parseAge(*maxAge); err != nil {
+			errs = append(errs, fmt.Errorf("--max-age: %w", err))
+		}
+	}
+	switch strings.ToLower(*output) {
+	case "text":
+	case "json":
+		opts.json = true
+	default:
+		errs = append(errs, fmt.Errorf("--output: %q is not text or json", *output))
+	}
+	if d, err := time.ParseDuration(*timeout); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout: %q is not a positive duration such as 2m", *timeout))
+	} else {
+		opts.timeout = d
+	}
+	opts.log = &config{logFormat: strings.ToLower(raw["LOG_FORMAT"])}
+	if lvl, err := zerolog.ParseLevel(strings.ToLower(raw["LOG_LEVEL"])); err != nil || raw["LOG_LEVEL"] == "" {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of trace, debug, info, warn, error", raw["LOG_LEVEL"]))
+	} else {
+		opts.log.logLevel = lvl
+	}
+	if f := opts.log.logFormat; f != "json" && f != "console" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is not json or console", raw["LOG_FORMAT"]))
+	}
+	k, kerrs := kafkaConnection(raw)
+	errs = append(errs, kerrs...)
+	opts.kafka = k
+	if k.SASLPassword != "" {
+		opts.log.secretsSeen = []string{k.SASLPassword}
+	}
+	if len(errs) > 0 {
+		return fail(errors.Join(errs...))
+	}
+	return opts, exitOK
+}
+
+// kafkaConnection reads the connection settings (brokers, topic, SASL,
+// TLS) of raw into a validated producer.Config with defaults elsewhere.
+func kafkaConnection(v rawValues) (producer.Config, []error) {
+	k := producer.DefaultConfig()
+	var errs []error
+	if b := strings.TrimSpace(v["KAFKA_BROKERS"]); b != "" {
+		for _, h := range strings.Split(b, ",") {
+			h = strings.TrimSpace(h)
+			if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+				errs = append(errs, fmt.Errorf("KAFKA_BROKERS: %q is not host:port", h))
+			}
+			k.Brokers = append(k.Brokers, h)
+		}
+	} else {
+		errs = append(errs, errors.New("KAFKA_BROKERS: required (comma-separated host:port)"))
+	}
+	k.Topic = v["KAFKA_TOPIC"]
+	k.SASLMechanism = strings.ToUpper(v["KAFKA_SASL_MECHANISM"])
+	k.SASLUsername = v["KAFKA_SASL_USERNAME"]
+	k.SASLPassword = v["KAFKA_SASL_PASSWORD"]
+	k.TLSCAFile, k.TLSCertFile, k.TLSKeyFile = v["KAFKA_TLS_CA_FILE"], v["KAFKA_TLS_CERT_FILE"], v["KAFKA_TLS_KEY_FILE"]
+	k.TLSKeyPassword = v["KAFKA_TLS_KEY_PASSWORD"]
+	tlsFiles := k.TLSCAFile != "" || k.TLSCertFile != "" || k.TLSKeyFile != ""
+	if t := strings.TrimSpace(v["KAFKA_TLS"]); t == "" {
+		k.TLS = tlsFiles // unset: on when a TLS file is given
+	} else if tls, err := strconv.ParseBool(t); err != nil {
+		errs = append(errs, fmt.Errorf("KAFKA_TLS: %q is not true or false", v["KAFKA_TLS"]))
+	} else if k.TLS = tls; !tls && tlsFiles {
+		errs = append(errs, errors.New("KAFKA_TLS: false, but KAFKA_TLS_CA_FILE, KAFKA_TLS_CERT_FILE or KAFKA_TLS_KEY_FILE is set: remove them or KAFKA_TLS"))
+	}
+	if len(errs) == 0 {
+		if err := k.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return k, errs
+}
+
+// parseAge parses a Go duration, or a whole number of days such as "2d".
+func parseAge(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a positive duration such as 26h or 2d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration such as 26h or 2d", s)
+	}
+	return d, nil
+}
+
+// verifyReport is the newest snapshot of a topic. Its JSON form is what
+// `verify --output json` prints: exactly these fields.
+type verifyReport struct {
+	Complete      bool              `json:"complete"`
+	RunID         *string           `json:"runId"`
+	GeneratedTime *string           `json:"generatedTime"`
+	Records       int64             `json:"records"`
+	Partitions    []verifyPartition `json:"partitions"`
+
+	export   string
+	parts    int
+	claimed  int64 // records of the whole run, as snapshot-end states them
+	rejected int64
+	age      time.Duration // since generatedTime, when ageKnown
+	ageKnown bool
+	stale    bool // older than --max-age
+	problems []string
+}
+
+type verifyPartition struct {
+	Partition        int     `json:"partition"`
+	RunID            *string `json:"runId"`
+	Start            bool    `json:"start"`
+	End              bool    `json:"end"`
+	Records          int64   `json:"records"`
+	PartitionRecords *int64  `json:"partitionRecords"`
+
+	aborted bool
+}
+
+// ok is the exit status decision: complete and, with --max-age, fresh.
+func (r *verifyReport) ok() bool { return r.Complete && !r.stale }
+
+// newVerifyReport picks the newest snapshot (the run whose snapshot-start
+// is the newest) and checks every partition against it.
+func newVerifyReport(st *consumer.Status, maxAge time.Duration, now time.Time) *verifyReport {
+	rep := &verifyReport{Partitions: []verifyPartition{}}
+	// The newest run: the latest snapshot-start time, then the run found
+	// in most partitions.
+	var run string
+	var runTime time.Time
+	count := map[string]int{}
+	for _, ps := range st.Partitions {
+		if ps.Start != nil {
+			count[ps.RunID]++
+		}
+	}
+	for _, ps := range st.Partitions {
+		if ps.Start == nil {
+			continue
+		}
+		t := ps.Start.Time
+		if run == "" || t.After(runTime) || (t.Equal(runTime) && count[ps.RunID] > count[run]) {
+			run, runTime = ps.RunID, t
+		}
+	}
+	complete := run != ""
+	if run == "" {
+		rep.problems = append(rep.problems, "no snapshot: no partition holds a snapshot-start")
+	} else {
+		rep.RunID = &run
+	}
+	for _, ps := range st.Partitions {
+		vp := verifyPartition{Partition: ps.Partition, Records: ps.Records}
+		if ps.Start != nil {
+			id := ps.RunID
+			vp.RunID, vp.Start = &id, true
+			if ps.RunID == run && rep.GeneratedTime == nil {
+				gt := ps.Start.GeneratedTime
+				rep.GeneratedTime, rep.export, rep.parts = &gt, ps.Start.Export, ps.Start.Parts
+			}
+		}
+		if ps.Finish != nil {
+			switch ps.Finish.Marker.Marker {
+			case schema.MarkerEnd:
+				vp.End = true
+				vp.PartitionRecords = ps.Finish.PartitionRecords
+				if ps.RunID == run && ps.Finish.Records != nil {
+					rep.claimed = *ps.Finish.Records
+					if ps.Finish.Rejected != nil {
+						rep.rejected = *ps.Finish.Rejected
+					}
+				}
+			case schema.MarkerAbort:
+				vp.aborted = true
+			}
+		}
+		if ps.RunID == run {
+			rep.Records += ps.Records
+		}
+		rep.Partitions = append(rep.Partitions, vp)
+		if run == "" {
+			continue
+		}
+		where := fmt.Sprintf("partition %d: ", ps.Partition)
+		switch {
+		case ps.Start == nil:
+			rep.problems = append(rep.problems, where+"no snapshot-start")
+		case ps.RunID != run:
+			rep.problems = append(rep.problems, where+"its newest snapshot-start belongs to run "+ps.RunID)
+		case vp.aborted:
+			rep.problems = append(rep.problems, where+"snapshot-abort: "+ps.Finish.Reason)
+		case !vp.End:
+			rep.problems = append(rep.problems, where+"snapshot-start without snapshot-end (the run is still running or died)")
+		case !ps.Complete():
+			rep.problems = append(rep.problems, fmt.Sprintf("%s%d records of the run, snapshot-end says %s", where, ps.Records, fmtCount(vp.PartitionRecords)))
+		default:
+			continue
+		}
+		complete = false
+	}
+	if complete && rep.claimed != rep.Records {
+		rep.problems = append(rep.problems, fmt.Sprintf("%d records in the partitions, snapshot-end says %d", rep.Records, rep.claimed))
+		complete = false
+	}
+	rep.Complete = complete
+	if rep.GeneratedTime != nil {
+		if gt, err := time.Parse(time.RFC3339Nano, *rep.GeneratedTime); err == nil {
+			rep.age, rep.ageKnown = now.Sub(gt), true
+		}
+		if maxAge > 0 {
+			switch {
+			case !rep.ageKnown:
+				rep.stale = true
+				rep.problems = append(rep.problems, fmt.Sprintf("generatedTime %q is not an RFC 3339 time: its age is unknown", *rep.GeneratedTime))
+			case rep.age > maxAge:
+				rep.stale = true
+				rep.problems = append(rep.problems, fmt.Sprintf("generatedTime %s is %s old, older than --max-age %s",
+					*rep.GeneratedTime, rep.age.Round(time.Minute), maxAge))
+			}
+		}
+	}
+	return rep
+}
+
+func fmtCount(n *int64) string {
+	if n == nil {
+		return "nothing"
+	}
+	return strconv.FormatInt(*n, 10)
+}
+
+// printText prints the report as a table like the demo's verification.
+func (r *verifyReport) printText(w io.Writer, topic string, st *consumer.Status, elapsed time.Duration) {
+	if r.RunID == nil {
+		fmt.Fprintf(w, "Topic %s: no snapshot (no partition holds a snapshot-start)\n", topic)
+		fmt.Fprintf(w, "  read %d messages in %d partitions in %s\n", st.Messages, len(st.Partitions), elapsed.Round(time.Millisecond))
+		return
+	}
+	fmt.Fprintf(w, "Topic %s: newest snapshot, read from the newest snapshot-start of each partition\n", topic)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "partition\trun id\tsnapshot-start\tsnapshot-end\trecords\tpartitionRecords\t")
+	for _, p := range r.Partitions {
+		run, end := "-", yesNo(p.End)
+		if p.RunID != nil {
+			run = *p.RunID
+		}
+		if p.aborted {
+			end = "abort"
+		}
+		pr := "-"
+		if p.PartitionRecords != nil {
+			pr = strconv.FormatInt(*p.PartitionRecords, 10)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t\n", p.Partition, run, yesNo(p.Start), end, p.Records, pr)
+	}
+	tw.Flush()
+	gen := "?"
+	if r.GeneratedTime != nil {
+		gen = *r.GeneratedTime
+	}
+	age := ""
+	if r.ageKnown {
+		age = fmt.Sprintf(" (%s ago)", r.age.Round(time.Minute))
+	}
+	fmt.Fprintf(w, "  run %s, export %s, generatedTime %s%s, %d parts\n", *r.RunID, r.export, gen, age, r.parts)
+	fmt.Fprintf(w, "  records: %d read, %d claimed by snapshot-end, %d rejected\n", r.Records, r.claimed, r.rejected)
+	fmt.Fprintf(w, "  read %d messages (%.1f MB) in %d fetches, %s\n", st.Messages, float64(st.Bytes)/1e6, st.Fetches, elapsed.Round(time.Millisecond))
+	for i, p := range r.problems {
+		if i == 10 {
+			fmt.Fprintf(w, "  … %d more problems\n", len(r.problems)-10)
+			break
+		}
+		fmt.Fprintf(w, "  problem: %s\n", p)
+	}
+	switch {
+	case r.Complete && !r.stale:
+		fmt.Fprintln(w, "  snapshot COMPLETE: every partition holds snapshot-start, snapshot-end and partitionRecords records of the run")
+	case r.Complete:
+		fmt.Fprintln(w, "  snapshot COMPLETE but TOO OLD")
+	default:
+		fmt.Fprintln(w, "  snapshot INCOMPLETE")
+	}
+}

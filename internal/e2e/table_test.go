@@ -1,0 +1,479 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+	"github.com/tvm2kafka/tvm2kafka/internal/synth"
+	"github.com/tvm2kafka/tvm2kafka/internal/testrig"
+	"github.com/tvm2kafka/tvm2kafka/schema"
+	"github.com/tvm2kafka/tvm2kafka/table"
+)
+
+// export is a hand-made export: the lines of each part, in mde.part order.
+type export [][]string
+
+// devices builds an export of devices (index → version) spread over parts,
+// every line a realistic synthetic record; version v > 1 changes the
+// device's name, as a new export would change a field.
+func devices(opts synth.Options, parts int, versions map[int]int) export {
+	ids := make([]int, 0, len(versions))
+	for i := range versions {
+		ids = append(ids, i)
+	}
+	sort.Ints(ids)
+	out := make(export, parts)
+	for _, i := range ids {
+		out[i%parts] = append(out[i%parts], deviceLine(opts, i, versions[i]))
+	}
+	return out
+}
+
+func deviceLine(opts synth.Options, i, v int) string {
+	l := string(synth.Record(opts, i))
+	if v > 1 {
+		l = strings.Replace(l, `"DeviceName":"`, `"DeviceName":"v`+strconv.Itoa(v)+`-`, 1)
+	}
+	return l
+}
+
+// table returns DeviceId → line of the export; for a DeviceId that occurs
+// more than once, its last line in export order.
+func (e export) table(t *testing.T) map[string]string {
+	out := map[string]string{}
+	for _, lines := range e {
+		for _, l := range lines {
+			id, err := schema.DeviceID([]byte(l))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[string(id)] = l
+		}
+	}
+	return out
+}
+
+// publish makes the Defender fake answer export (gzip parts named so that
+// their blob paths sort in export order) with generatedTime gen.
+func (w *world) publish(e export, gen string) {
+	w.t.Helper()
+	blobs := map[string][]byte{}
+	for i, lines := range e {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		for _, l := range lines {
+			fmt.Fprintln(zw, l)
+		}
+		if err := zw.Close(); err != nil {
+			w.t.Fatal(err)
+		}
+		blobs[fmt.Sprintf("%s/InfoGatheringExport/json/part-%05d.json.gz", gen[:10], i)] = buf.Bytes()
+	}
+	w.mu.Lock()
+	w.blobs, w.gen = blobs, gen
+	w.mu.Unlock()
+	w.putBlobs(blobs)
+}
+
+// tableWorld is a world whose runs keep a table topic of partitions
+// partitions (created beforehand, compacted).
+func tableWorld(t *testing.T, partitions int) (*world, string) {
+	w := newWorldWithBlobs(t, map[string][]byte{})
+	topic := testrig.UniqueName(t, "table")
+	compact := "compact"
+	w.rig.CreateTopic(t, topic, partitions, map[string]*string{"cleanup.policy": &compact})
+	return w, topic
+}
+
+// tableState reads the table topic and returns what a compacted reader
+// ends up with, and every record.
+func (w *world) tableState(topic string) (map[string]string, []testrig.Record) {
+	w.t.Helper()
+	recs := w.rig.ReadAll(w.t, topic)
+	out := map[string]string{}
+	for _, r := range recs {
+		if r.Value == nil {
+			delete(out, string(r.Key))
+		} else {
+			out[string(r.Key)] = string(r.Value)
+		}
+	}
+	return out, recs
+}
+
+// assertTable fails unless the table topic holds exactly want, each record
+// in its murmur2 partition of partitions; it returns the records runID
+// wrote, by mde.change.
+func (w *world) assertTable(topic string, partitions int, want map[string]string, runID string) map[string][]testrig.Record {
+	w.t.Helper()
+	got, recs := w.tableState(topic)
+	if len(got) != len(want) {
+		w.t.Fatalf("table topic holds %d devices, the snapshot %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			w.t.Fatalf("device %s: table %.60q…, snapshot %.60q…", k, got[k], v)
+		}
+	}
+	mine := map[string][]testrig.Record{}
+	for _, r := range recs {
+		if p := schema.Partition(r.Key, partitions); int(r.Partition) != p {
+			w.t.Fatalf("table record %s in partition %d, murmur2 over %d partitions says %d", r.Key, r.Partition, partitions, p)
+		}
+		if r.Headers[schema.HeaderRunID] == runID {
+			ch := r.Headers[table.HeaderChange]
+			mine[ch] = append(mine[ch], r)
+		}
+	}
+	return mine
+}
+
+func counts(m map[string][]testrig.Record) map[string]int {
+	out := map[string]int{}
+	for k, v := range m {
+		out[k] = len(v)
+	}
+	return out
+}
+
+// TestTableTopicFollowsSnapshots: three exports (devices added, changed,
+// removed) and the same export again; the table topic has 3 partitions,
+// the records topic 6. After each complete run the table holds exactly the
+// snapshot's devices; each run writes only the differences, with the
+// record headers plus mde.change, and its tombstones after every
+// snapshot-end.
+func TestTableTopicFollowsSnapshots(t *testing.T) {
+	w, topic := tableWorld(t, 3)
+	env := map[string]string{"KAFKA_TABLE_TOPIC": topic}
+	opts := synth.Options{Seed: w.opts.Seed}
+
+	v1 := map[int]int{}
+	for i := range 400 {
+		v1[i] = 1
+	}
+	e1 := devices(opts, 3, v1)
+	w.publish(e1, "2026-11-24T10:01:00Z")
+	res := w.run(env)
+	mustComplete(t, res)
+	run1 := runID(t, res.Stderr)
+	if got := counts(w.assertTable(topic, 3, e1.table(t), run1)); got[table.Added] != 400 || len(got) != 1 {
+		t.Fatalf("first run wrote %v", got)
+	}
+	if ready := logLine(res.Stderr, "table topic ready"); ready == nil || ready["created"] != false || ready["partitions"] != float64(3) {
+		t.Fatalf("table topic log line %v", ready)
+	}
+
+	// Every 10th device changed, 50 added.
+	v2 := map[int]int{}
+	for i := range 450 {
+		v2[i] = 1
+		if i%10 == 0 && i < 400 {
+			v2[i] = 2
+		}
+	}
+	e2 := devices(opts, 4, v2) // other part layout, same lines: unchanged devices stay unchanged
+	w.publish(e2, "2026-11-25T10:01:00Z")
+	res = w.run(env)
+	mustComplete(t, res)
+	run2 := runID(t, res.Stderr)
+	mine := w.assertTable(topic, 3, e2.table(t), run2)
+	if got := counts(mine); got[table.Added] != 50 || got[table.Changed] != 40 || len(got) != 2 {
+		t.Fatalf("second run wrote %v, want 50 added and 40 changed", got)
+	}
+	for _, r := range mine[table.Changed] {
+		for _, h := range []string{schema.HeaderExport, schema.HeaderGeneratedTime, schema.HeaderPart, schema.HeaderLine, schema.HeaderContentType} {
+			if r.Headers[h] == "" {
+				t.Fatalf("table record %s lacks header %s: %v", r.Key, h, r.Headers)
+			}
+		}
+		if len(r.HeaderKeys) != 7 || r.Headers[schema.HeaderGeneratedTime] != "2026-11-25T10:01:00Z" {
+			t.Fatalf("table record headers %v", r.HeaderKeys)
+		}
+	}
+
+	// 100 devices gone, one changed.
+	v3 := map[int]int{}
+	for i := 100; i < 450; i++ {
+		v3[i] = v2[i]
+	}
+	v3[300] = 3
+	e3 := devices(opts, 3, v3)
+	w.publish(e3, "2026-11-26T10:01:00Z")
+	res = w.run(env)
+	mustComplete(t, res)
+	run3 := runID(t, res.Stderr)
+	mine = w.assertTable(topic, 3, e3.table(t), run3)
+	if got := counts(mine); got[table.Removed] != 100 || got[table.Changed] != 1 || len(got) != 2 {
+		t.Fatalf("third run wrote %v, want 100 removed and 1 changed", got)
+	}
+	// The tombstones came after every snapshot-end of the run.
+	lastEnd := time.Time{}
+	for _, r := range w.rig.ReadAll(t, w.Topic) {
+		if r.Headers[schema.HeaderRunID] == run3 && r.Headers[schema.HeaderMarker] == string(schema.MarkerEnd) && r.Timestamp.After(lastEnd) {
+			lastEnd = r.Timestamp
+		}
+	}
+	for _, r := range mine[table.Removed] {
+		if r.Timestamp.Before(lastEnd) || len(r.HeaderKeys) != 4 {
+			t.Fatalf("tombstone %s at %v before the last snapshot-end at %v, headers %v", r.Key, r.Timestamp, lastEnd, r.HeaderKeys)
+		}
+	}
+
+	// The same export again: nothing to write. (Skipped as an unchanged
+	// export, the run does not even read the table back.)
+	before := len(w.rig.ReadAll(t, topic))
+	res = w.run(env)
+	mustComplete(t, res)
+	if after := len(w.rig.ReadAll(t, topic)); after != before {
+		t.Fatalf("an unchanged export wrote %d table records", after-before)
+	}
+	if logLine(res.Stderr, "snapshot unchanged") != nil {
+		if logLine(res.Stderr, "table topic read") != nil {
+			t.Fatalf("an unchanged export read the table back")
+		}
+	} else if upd := logLine(res.Stderr, "table topic updated"); upd == nil || upd["unchanged"] != float64(350) || upd["removed"] != float64(0) {
+		t.Fatalf("table log line %v", upd)
+	}
+}
+
+// TestTableTopicAfterFailedRuns: an aborted run, a run stopped by SIGTERM,
+// a run killed with SIGKILL after its snapshot-end markers but before its
+// table writes, and a run whose table writes fail (exit 1, its snapshot
+// still complete) leave no tombstone and nothing half-written the next
+// complete run does not repair.
+func TestTableTopicAfterFailedRuns(t *testing.T) {
+	w, topic := tableWorld(t, 4)
+	env := map[string]string{"KAFKA_TABLE_TOPIC": topic, "TVM2KAFKA_RETRY_MAX_ELAPSED": "4s"}
+	opts := synth.Options{Seed: w.opts.Seed}
+	v1, v2 := map[int]int{}, map[int]int{}
+	for i := range 300 {
+		v1[i] = 1
+		if i >= 100 {
+			v2[i] = 1 + i%2
+		}
+	}
+	e1, e2 := devices(opts, 3, v1), devices(opts, 3, v2)
+	w.publish(e1, "2026-11-24T10:01:00Z")
+	mustComplete(t, w.run(env))
+	want1 := e1.table(t)
+	unchanged := func(what string) {
+		t.Helper()
+		got, recs := w.tableState(topic)
+		if len(got) != len(want1) || len(recs) != len(want1) {
+			t.Fatalf("%s: the table topic holds %d records for %d devices, want the first snapshot's %d", what, len(recs), len(got), len(want1))
+		}
+	}
+
+	// Aborted: a part is missing.
+	w.publish(e2, "2026-11-25T10:01:00Z")
+	w.blobProx.Inject("part-00001.json.gz", fakes.Fault{Status: 404, Body: fakes.AzureErrorBody("BlobNotFound", "The specified blob does not exist.")})
+	if res := w.run(env); res.Code != 1 {
+		t.Fatalf("aborted run: exit %d", res.Code)
+	}
+	unchanged("after an aborted run")
+
+	// SIGTERM while a part hangs.
+	hold, _ := held(t)
+	w.blobProx.Inject("part-00002.json.gz", fakes.Fault{Hold: hold})
+	p := w.start(env)
+	poll(t, time.Minute, "the hanging part", func() bool { return w.blobProx.Held() == 1 })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if res := w.wait(p, 40*time.Second); res.Code != 1 {
+		t.Fatalf("SIGTERM: exit %d", res.Code)
+	}
+	unchanged("after SIGTERM")
+
+	// The table topic refuses every record (max.message.bytes), so the run
+	// hangs in its table writes after its snapshot-end markers: SIGKILL.
+	adm := w.rig.Admin(t)
+	alter := func(v *string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		op := kadm.SetConfig
+		if v == nil {
+			op = kadm.DeleteConfig // back to the broker's default
+		}
+		resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: "max.message.bytes", Value: v}}, topic)
+		if err == nil {
+			_, err = resp.On(topic, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tiny := "200"
+	alter(&tiny)
+	p = w.start(map[string]string{"KAFKA_TABLE_TOPIC": topic, "TVM2KAFKA_RETRY_MAX_ELAPSED": "5m"})
+	poll(t, 2*time.Minute, "the run's snapshot-end markers", func() bool { return w.endMarkers(adm) })
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	if strings.Contains(p.stderr.String(), "table topic updated") {
+		t.Fatalf("the run updated the table before SIGKILL:\n%s", tail(p.stderr.String(), 10))
+	}
+	unchanged("after SIGKILL between the end markers and the table")
+
+	// The same, left to give up: exit 1, the snapshot complete.
+	res := w.run(env)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "snapshot complete, but") {
+		t.Fatalf("failing table writes: exit %d\n%s", res.Code, tail(res.Stderr, 10))
+	}
+	if sum := summaryOf(t, res.Stderr); sum["complete"] != true {
+		t.Fatalf("summary %v, want complete=true: the records topic holds the snapshot", sum)
+	}
+	if vres := w.verify(nil); vres.Code != 0 {
+		t.Fatalf("verify after the failed table update: exit %d\n%s", vres.Code, vres.Stdout)
+	}
+	unchanged("after failing table writes")
+
+	// The next complete run repairs everything.
+	alter(nil)
+	res = w.run(env)
+	mustComplete(t, res)
+	mine := counts(w.assertTable(topic, 4, e2.table(t), runID(t, res.Stderr)))
+	if mine[table.Removed] != 100 || mine[table.Changed] != 100 || len(mine) != 2 {
+		t.Fatalf("repair run wrote %v", mine)
+	}
+}
+
+// endMarkers reports whether the newest message of every partition of the
+// world's topic is a snapshot-end.
+func (w *world) endMarkers(adm *kadm.Client) bool {
+	ends := w.endOffsets(adm)
+	if len(ends) == 0 {
+		return false
+	}
+	offsets := map[string]map[int32]kgo.Offset{w.Topic: {}}
+	for p, e := range ends {
+		if e == 0 {
+			return false
+		}
+		offsets[w.Topic][int32(p)] = kgo.NewOffset().At(e - 1)
+	}
+	cl := w.rig.Client(w.t, kgo.ConsumePartitions(offsets))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seen := map[int32]bool{}
+	for len(seen) < len(ends) && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			for _, h := range r.Headers {
+				if h.Key == schema.HeaderMarker && string(h.Value) == string(schema.MarkerEnd) {
+					seen[r.Partition] = true
+				}
+			}
+			if !seen[r.Partition] {
+				seen[r.Partition] = false
+			}
+		})
+	}
+	for _, ok := range seen {
+		if !ok {
+			return false
+		}
+	}
+	return len(seen) == len(ends)
+}
+
+// TestTableTopicDuplicatesForeignRecordsAndPolicy: a DeviceId twice in one
+// export yields one table record, its last line in export order; a record
+// someone else wrote to the table topic is left alone and logged once; a
+// table topic that is not compacted stops the run with exit 2 before the
+// export API is called.
+func TestTableTopicDuplicatesForeignRecordsAndPolicy(t *testing.T) {
+	w, topic := tableWorld(t, 2)
+	env := map[string]string{"KAFKA_TABLE_TOPIC": topic}
+	opts := synth.Options{Seed: w.opts.Seed}
+	v := map[int]int{}
+	for i := range 60 {
+		v[i] = 1
+	}
+	e := devices(opts, 3, v)
+	// Device 7 once more: as the last line of part 0 and the first of
+	// part 2. Part 2 comes last in export order, whatever the line numbers.
+	dupFirst, dupLast := deviceLine(opts, 7, 5), deviceLine(opts, 7, 6)
+	e[0] = append(e[0], dupFirst)
+	e[2] = append([]string{dupLast}, e[2]...)
+	w.publish(e, "2026-11-24T10:01:00Z")
+
+	cl := w.rig.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("owner:security-team"), Value: []byte("keep me")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	res := w.run(env)
+	mustComplete(t, res)
+	want := e.table(t)
+	want["owner:security-team"] = "keep me"
+	id := string(must(schema.DeviceID([]byte(dupLast))))
+	if want[id] != dupLast {
+		t.Fatalf("test export: the last line of %s is not the part-2 line", id)
+	}
+	w.assertTable2(topic, want)
+	n := 0
+	for _, r := range w.rig.ReadAll(t, topic) {
+		if string(r.Key) == id {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d table records for the duplicated DeviceId, want 1", n)
+	}
+	if c := strings.Count(res.Stderr, "not a DeviceId"); c != 1 {
+		t.Fatalf("foreign record logged %d times", c)
+	}
+	if !strings.Contains(res.Stderr, "more than once") {
+		t.Fatalf("duplicates not logged")
+	}
+
+	// A table topic that deletes by retention: exit 2, no export API call.
+	plain := testrig.UniqueName(t, "plain")
+	w.rig.CreateTopic(t, plain, 2, nil)
+	calls := len(w.defender.Calls())
+	res = w.run(map[string]string{"KAFKA_TABLE_TOPIC": plain})
+	if res.Code != 2 || !strings.Contains(res.Stderr, "KAFKA_TABLE_TOPIC") || !strings.Contains(res.Stderr, "cleanup.policy") {
+		t.Fatalf("not compacted: exit %d\n%s", res.Code, tail(res.Stderr, 10))
+	}
+	if got := len(w.defender.Calls()); got != calls {
+		t.Fatalf("the export API was called %d times", got-calls)
+	}
+}
+
+// assertTable2 is assertTable for a table with records tvm2kafka did not
+// write (their partition is theirs).
+func (w *world) assertTable2(topic string, want map[string]string) {
+	w.t.Helper()
+	got, _ := w.tableState(topic)
+	if len(got) != len(want) {
+		w.t.Fatalf("table topic holds %d keys, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			w.t.Fatalf("key %s: table %.60q…, want %.60q…", k, got[k], v)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

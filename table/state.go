@@ -1,0 +1,423 @@
+package table
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"hash/maphash"
+	"io"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/zeebo/xxh3"
+)
+
+// id is a DeviceId of 40 lowercase hexadecimal characters, decoded.
+type id [20]byte
+
+// hexID decodes key when it is 40 lowercase hexadecimal characters.
+func hexID(key []byte) (out id, ok bool) {
+	if len(key) != 40 {
+		return out, false
+	}
+	bad := byte(0)
+	for i := range out {
+		hi, lo := unhexTable[key[2*i]], unhexTable[key[2*i+1]]
+		bad |= hi | lo
+		out[i] = hi<<4 | lo&15
+	}
+	return out, bad&0x80 == 0
+}
+
+// unhexTable maps '0'-'9' and 'a'-'f' to their values, everything else to
+// 0x80.
+var unhexTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x80
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
+
+// compareID orders ids as bytes.Compare does, comparing 8 bytes at a time.
+func compareID(x, y *id) int {
+	for _, off := range [...]int{0, 8} {
+		a, b := binary.BigEndian.Uint64(x[off:]), binary.BigEndian.Uint64(y[off:])
+		if a != b {
+			if a < b {
+				return -1
+			}
+			return 1
+		}
+	}
+	a, b := binary.BigEndian.Uint32(x[16:]), binary.BigEndian.Uint32(y[16:])
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendHex appends the 40 hex characters of d.
+func (d id) appendHex(dst []byte) []byte {
+	for _, b := range d {
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&15])
+	}
+	return dst
+}
+
+// digest identifies a value: its length and two 64-bit hashes seeded at
+// random for each run: hash/maphash (a keyed hash, AES-based where the CPU
+// has it) and XXH3 (github.com/zeebo/xxh3, four times as fast).
+type digest struct {
+	n    uint32
+	a, b uint64
+}
+
+// tombstone marks a deleted key in the log of one partition.
+const tombstone = ^uint32(0)
+
+type hasher struct {
+	a maphash.Seed
+	b uint64
+}
+
+func newHasher() hasher {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hasher{maphash.MakeSeed(), binary.LittleEndian.Uint64(b[:])}
+}
+
+func (h hasher) sum(v []byte) digest {
+	return digest{n: uint32(len(v)), a: maphash.Bytes(h.a, v), b: xxh3.HashSeed(v, h.b)}
+}
+
+// streamer digests values handed over in pieces (kafka-go's pages), with
+// the same result as sum; one per goroutine.
+type streamer struct {
+	m maphash.Hash
+	x *xxh3.Hasher
+	n int
+}
+
+func (h hasher) streamer() *streamer {
+	s := &streamer{x: xxh3.NewSeed(h.b)}
+	s.m.SetSeed(h.a)
+	return s
+}
+
+func (s *streamer) Write(b []byte) (int, error) {
+	_, _ = s.m.Write(b) // never fails
+	_, _ = s.x.Write(b)
+	s.n += len(b)
+	return len(b), nil
+}
+
+// sum digests everything r holds, without copying it when r can write
+// itself out (kafka-go's values can).
+func (s *streamer) sum(r io.Reader) (digest, error) {
+	s.m.Reset()
+	s.x.Reset()
+	s.n = 0
+	if _, err := io.Copy(s, r); err != nil {
+		return digest{}, err
+	}
+	return digest{n: uint32(s.n), a: s.m.Sum64(), b: s.x.Sum64()}, nil
+}
+
+// entry is a device's id and digest: 40 bytes.
+type entry struct {
+	id id
+	d  digest
+}
+
+// row is a device of the table: its entry and the claim of the snapshot
+// line found for it (0: none yet; read and written atomically), together
+// in 48 bytes so that a lookup touches one place.
+type row struct {
+	entry
+	claim uint64
+}
+
+// claimOnce sets the claim if none was set; it returns the claim before.
+func (d *row) claimOnce(c uint64) (uint64, bool) {
+	if atomic.CompareAndSwapUint64(&d.claim, 0, c) {
+		return 0, true
+	}
+	return atomic.LoadUint64(&d.claim), false
+}
+
+func (d *row) claimed() bool { return atomic.LoadUint64(&d.claim) != 0 }
+
+// partState is the state of one table partition: its devices sorted by
+// id and a bucket index on the first bits of the id (DeviceIds are SHA-1
+// shaped, hence uniform: one or two devices per bucket).
+type partState struct {
+	entries []row
+	bucket  []int32 // entries with bucket k are entries[bucket[k]:bucket[k+1]]
+	shift   uint
+	free    []func() // unmaps entries and bucket
+}
+
+// release returns the state's memory.
+func (ps *partState) release() {
+	for _, f := range ps.free {
+		f()
+	}
+	*ps = partState{}
+}
+
+// logEntry is an entry as read back, with its place in the partition.
+type logEntry struct {
+	entry
+	seq uint32
+}
+
+func compareLog(x, y logEntry) int {
+	if c := compareID(&x.id, &y.id); c != 0 {
+		return c
+	}
+	return int(x.seq) - int(y.seq)
+}
+
+// sortLog returns log ordered by (id, seq), in a new array outside the Go
+// heap, and the function that frees it. DeviceIds are SHA-1 shaped, so
+// their first bits are uniform: the records are distributed by them into
+// buckets of one or two (a stable counting sort, in offset order within a
+// bucket), and each bucket is then put in id order. That is linear, where
+// a comparison sort of a million records took a tenth of the read-back.
+func sortLog(log []logEntry) ([]logEntry, func(), error) {
+	n := len(log)
+	if n < 64 {
+		slices.SortFunc(log, compareLog)
+		return log, func() {}, nil
+	}
+	b := bits.Len(uint(n / 2))
+	shift := uint(32 - b)
+	bucketOf := func(e *logEntry) int { return int(binary.BigEndian.Uint32(e.id[:4]) >> shift) }
+	start := make([]int32, 1<<b+1)
+	for i := range log {
+		start[bucketOf(&log[i])+1]++
+	}
+	for k := 1; k < len(start); k++ {
+		start[k] += start[k-1]
+	}
+	out, free, err := offHeap[logEntry](n)
+	if err != nil {
+		return nil, nil, err
+	}
+	next := slices.Clone(start[:len(start)-1])
+	for i := range log {
+		k := bucketOf(&log[i])
+		out[next[k]] = log[i]
+		next[k]++
+	}
+	for k := 0; k+1 < len(start); k++ {
+		bucket := out[start[k]:start[k+1]]
+		switch {
+		case len(bucket) > 16: // ids that are not uniform
+			slices.SortFunc(bucket, compareLog)
+		case len(bucket) > 1:
+			// Insertion sort, stable: records of one id stay in offset order.
+			for i := 1; i < len(bucket); i++ {
+				for j := i; j > 0 && compareID(&bucket[j-1].id, &bucket[j].id) > 0; j-- {
+					bucket[j-1], bucket[j] = bucket[j], bucket[j-1]
+				}
+			}
+		}
+	}
+	return out, free, nil
+}
+
+// build sorts log (the partition's records in offset order, tombstones
+// included), keeps the newest record of every id and drops deleted ids.
+// The state is allocated outside the Go heap (offHeap).
+func (ps *partState) build(log []logEntry) error {
+	log, freeSorted, err := sortLog(log)
+	if err != nil {
+		return err
+	}
+	defer freeSorted()
+	n := 0
+	for i := range log {
+		if i+1 < len(log) && log[i+1].id == log[i].id {
+			continue // a newer record of the same device follows
+		}
+		if log[i].d.n != tombstone {
+			n++
+		}
+	}
+	entries, free, err := offHeap[row](n) // exact size; the log is dropped
+	if err != nil {
+		return err
+	}
+	ps.free = append(ps.free, free)
+	ps.entries = entries[:0]
+	for i := range log {
+		if (i+1 < len(log) && log[i+1].id == log[i].id) || log[i].d.n == tombstone {
+			continue
+		}
+		ps.entries = append(ps.entries, row{entry: log[i].entry})
+	}
+	b := max(0, bits.Len(uint(n/2))) // one or two devices per bucket
+	ps.shift = uint(32 - b)
+	if ps.bucket, free, err = offHeap[int32](1<<b + 1); err != nil {
+		return err
+	}
+	ps.free = append(ps.free, free)
+	k := 0
+	for i := range ps.entries {
+		for bk := ps.bucketOf(&ps.entries[i].id); k <= bk; k++ {
+			ps.bucket[k] = int32(i)
+		}
+	}
+	for ; k < len(ps.bucket); k++ {
+		ps.bucket[k] = int32(n)
+	}
+	return nil
+}
+
+func (ps *partState) bucketOf(d *id) int {
+	if ps.shift >= 32 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(d[:4]) >> ps.shift)
+}
+
+// find returns the index of d in entries.
+func (ps *partState) find(d *id) (int, bool) {
+	if len(ps.entries) == 0 {
+		return 0, false
+	}
+	k := ps.bucketOf(d)
+	lo, hi := int(ps.bucket[k]), int(ps.bucket[k+1])
+	if hi-lo <= 8 {
+		// One or two devices, adjacent in memory: scan them.
+		for i := lo; i < hi; i++ {
+			if ps.entries[i].id == *d {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	// Ids that are not uniform (not Defender's) crowd a bucket.
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch c := compareID(&ps.entries[m].id, d); {
+		case c == 0:
+			return m, true
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return 0, false
+}
+
+// newKeys holds the claims of devices that are not in the table yet: on
+// a first run, every device. It is a hash table with linear probing in
+// memory outside the Go heap (offHeap), sharded to keep concurrent Record
+// calls apart; a shard doubles when it is three quarters full. Slots are
+// placed by a keyed hash of the id, so ids chosen to collide cannot slow
+// it down.
+type newKeys struct {
+	seed   maphash.Seed
+	shards [64]keyShard
+}
+
+type keyShard struct {
+	mu    sync.Mutex
+	slots []keySlot
+	n     int
+	free  func()
+}
+
+// keySlot is 32 bytes.
+type keySlot struct {
+	id    id
+	used  uint32
+	claim uint64
+}
+
+func newNewKeys() *newKeys { return &newKeys{seed: maphash.MakeSeed()} }
+
+// claim records claim for d; it returns the previous claim (0: none).
+func (nk *newKeys) claim(d *id, claim uint64) (uint64, error) {
+	h := maphash.Bytes(nk.seed, d[:])
+	s := &nk.shards[h>>58]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if (s.n+1)*4 > len(s.slots)*3 {
+		if err := s.grow(nk.seed); err != nil {
+			return 0, err
+		}
+	}
+	mask := uint64(len(s.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		sl := &s.slots[i]
+		if sl.used == 0 {
+			*sl = keySlot{id: *d, used: 1, claim: claim}
+			s.n++
+			return 0, nil
+		}
+		if sl.id == *d {
+			return sl.claim, nil
+		}
+	}
+}
+
+func (s *keyShard) grow(seed maphash.Seed) error {
+	size := max(1024, 2*len(s.slots))
+	slots, free, err := offHeap[keySlot](size)
+	if err != nil {
+		return err
+	}
+	mask := uint64(size - 1)
+	for _, sl := range s.slots {
+		if sl.used == 0 {
+			continue
+		}
+		i := maphash.Bytes(seed, sl.id[:]) & mask
+		for slots[i].used != 0 {
+			i = (i + 1) & mask
+		}
+		slots[i] = sl
+	}
+	if s.free != nil {
+		s.free()
+	}
+	s.slots, s.free = slots, free
+	return nil
+}
+
+// release returns the memory of every shard.
+func (nk *newKeys) release() {
+	for i := range nk.shards {
+		s := &nk.shards[i]
+		s.mu.Lock()
+		if s.free != nil {
+			s.free()
+		}
+		s.slots, s.n, s.free = nil, 0, nil
+		s.mu.Unlock()
+	}
+}
+
+// oddEntry is a device whose key is not 40 lowercase hex characters (rare:
+// Defender's DeviceIds always are).
+type oddEntry struct {
+	d       digest
+	inTable bool
+	claim   uint64
+}

@@ -1,0 +1,633 @@
+package table
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/kread"
+	"github.com/tvm2kafka/tvm2kafka/schema"
+)
+
+// HeaderChange is the header of every table record: what happened to the
+// device in this snapshot.
+const HeaderChange = "mde.change"
+
+// The values of HeaderChange.
+const (
+	Added   = "added"
+	Changed = "changed"
+	Removed = "removed"
+)
+
+// Defaults of Config.
+const (
+	DefaultBufferBytes     = 32 << 20
+	DefaultRetryMaxElapsed = 2 * time.Minute
+	// spillBytes is the size of one batch written while the snapshot is
+	// published, once the buffer has overflowed.
+	spillBytes = 2 << 20
+	// writeChunk is the number of messages per WriteMessages call.
+	writeChunk = 2000
+	// loadFetchBytes bounds one fetch of the table read-back: kafka-go
+	// decompresses a whole fetch response at once, so its pages (several
+	// times this size for JSON lines) are alive together.
+	loadFetchBytes = 1 << 20
+	// loadConcurrency is the number of partitions read back at once.
+	loadConcurrency = 2
+	// maxMappedLog bounds the log of one partition mapped outside the Go
+	// heap while it is read back (48 bytes per record, committed only as
+	// records are read); a larger partition's log grows on the heap.
+	maxMappedLog = 1 << 24
+)
+
+// Writer writes messages to the table topic and returns when every one is
+// acknowledged (acks=all) or failed; a partial failure is reported as
+// kafka.WriteErrors. *kafka.Writer with Balancer as its balancer
+// satisfies it.
+type Writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Balancer routes table records with the Java client's murmur2 partitioner
+// (kafka-go's Murmur2Balancer), except tombstones for a record found in a
+// partition its key does not hash to (the topic's partition count was
+// raised), which go to that very partition.
+type Balancer struct{}
+
+// inPartition, as a message's WriterData, sends it to that partition.
+type inPartition int
+
+// Balance implements kafka.Balancer.
+func (Balancer) Balance(msg kafka.Message, partitions ...int) int {
+	if p, ok := msg.WriterData.(inPartition); ok {
+		return int(p)
+	}
+	return kafka.Murmur2Balancer{}.Balance(msg, partitions...)
+}
+
+// Config configures the table of one run.
+type Config struct {
+	// Topic is KAFKA_TABLE_TOPIC.
+	Topic string
+	// Export, GeneratedTime and RunID are the run's, for the headers.
+	Export, GeneratedTime, RunID string
+	// Client reads the table back; Writer writes it.
+	Client *kafka.Client
+	Writer Writer
+	// BufferBytes bounds the changes held until the snapshot is complete
+	// (default DefaultBufferBytes).
+	BufferBytes int
+	// RetryMaxElapsed bounds the retries of one failing write (default 2m).
+	RetryMaxElapsed time.Duration
+	// Logger receives the table's log lines (with the run's context).
+	Logger zerolog.Logger
+}
+
+// Stats are the figures of one run's table update.
+type Stats struct {
+	// Devices in the table when it was read; Read records read back;
+	// Foreign records left alone; Misplaced records found in a partition
+	// their key does not hash to.
+	Devices, Read, Foreign, Misplaced int64
+	// What the snapshot changed; Duplicates counts lines whose DeviceId
+	// occurred before in the snapshot.
+	Added, Changed, Removed, Unchanged, Duplicates int64
+	LoadDuration, CompleteDuration                 time.Duration
+}
+
+// Table is the table topic during one run: Load, then Record for every
+// record of the snapshot (concurrently), then Complete. It implements the
+// snapshot pipeline's Observer.
+type Table struct {
+	cfg  Config
+	log  zerolog.Logger
+	hash hasher
+	n    int // partitions of the table topic
+	hExport, hGenerated, hRunID,
+	hContentType []byte
+
+	parts     []partState
+	newKeys   *newKeys
+	oddMu     sync.Mutex
+	odd       map[string]*oddEntry
+	misplaced []misplacedKey
+
+	bufMu     sync.Mutex
+	buf       *buffer
+	bufBytes  int
+	spilled   bool // the buffer overflowed: changes are written at once
+	spillDone bool // spill is closed
+	spill     chan []kafka.Message
+	spillWG   sync.WaitGroup
+	spillErr  atomic.Pointer[error]
+	wctx      context.Context // context of the writes during the snapshot
+	wcancel   context.CancelFunc
+
+	dupMu sync.Mutex
+	dups  map[string]*dup
+
+	added, changed, unchanged, duplicates atomic.Int64
+	stats                                 Stats
+	loaded                                bool
+}
+
+type misplacedKey struct {
+	key       string
+	partition int
+}
+
+// dup is a DeviceId that occurs more than once in the snapshot: the first
+// occurrence was handled as any line (first is its claim); the last
+// occurrence in export order wins.
+type dup struct {
+	first   uint64 // the first occurrence's claim
+	pos     uint64 // position of the best later occurrence
+	value   []byte
+	d       digest
+	part    int
+	line    int64
+	inTable bool
+	table   digest
+}
+
+// New returns the table of one run; Load must be called before Record.
+func New(cfg Config) (*Table, error) {
+	switch {
+	case cfg.Topic == "":
+		return nil, errors.New("table: no topic")
+	case cfg.Client == nil || cfg.Writer == nil:
+		return nil, errors.New("table: no client or writer")
+	case cfg.RunID == "":
+		return nil, errors.New("table: no run id")
+	}
+	if cfg.BufferBytes <= 0 {
+		cfg.BufferBytes = DefaultBufferBytes
+	}
+	if cfg.RetryMaxElapsed <= 0 {
+		cfg.RetryMaxElapsed = DefaultRetryMaxElapsed
+	}
+	return &Table{
+		cfg:          cfg,
+		log:          cfg.Logger.With().Str("table_topic", cfg.Topic).Logger(),
+		hash:         newHasher(),
+		hExport:      []byte(cfg.Export),
+		hGenerated:   []byte(cfg.GeneratedTime),
+		hRunID:       []byte(cfg.RunID),
+		hContentType: []byte(schema.ContentTypeJSON),
+		odd:          map[string]*oddEntry{},
+		newKeys:      newNewKeys(),
+		dups:         map[string]*dup{},
+		buf:          &buffer{},
+	}, nil
+}
+
+// Load reads the table topic from its beginning to its end offsets and
+// keeps a digest of every device's value.
+func (t *Table) Load(ctx context.Context) (err error) {
+	began := time.Now()
+	defer func() {
+		if err != nil {
+			for i := range t.parts {
+				t.parts[i].release()
+			}
+		}
+	}()
+	parts, err := kread.Partitions(ctx, t.cfg.Client, t.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("table: %w", err)
+	}
+	t.n = len(parts)
+	t.parts = make([]partState, t.n)
+	var st kread.Stats
+	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st, MaxBytes: loadFetchBytes, RawValues: true}
+	var (
+		mu          sync.Mutex
+		foreign     int64
+		firstKey    []byte
+		firstWhere  string
+		misplaced   int64
+		misplacedAt []misplacedKey
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(loadConcurrency)
+	for _, p := range parts {
+		g.Go(func() error {
+			// The partition holds at most End-First records: the log is
+			// mapped at that size (committed as it is written) and never grows.
+			log, freeLog := []logEntry(nil), func() {}
+			if span := p.End - p.First; span > 0 && span <= maxMappedLog {
+				var err error
+				if log, freeLog, err = offHeap[logEntry](int(span)); err != nil {
+					return err
+				}
+				log = log[:0]
+			}
+			defer freeLog()
+			var nForeign, nMisplaced int64
+			wrong := map[string]bool{} // keys in the wrong partition, not deleted since
+			digester := t.hash.streamer()
+			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *kread.Message) error {
+				d := digest{n: tombstone}
+				if m.RawValue != nil {
+					var err error
+					if d, err = digester.sum(m.RawValue); err != nil {
+						return fmt.Errorf("partition %d offset %d: %w", p.ID, m.Offset, err)
+					}
+				}
+				did, hex := hexID(m.Key)
+				_, ours := m.Header(HeaderChange)
+				switch {
+				case len(m.Key) == 0 || (!hex && !ours):
+					nForeign++
+					mu.Lock()
+					if firstKey == nil {
+						firstKey = append([]byte{}, m.Key...)
+						firstWhere = fmt.Sprintf("%d@%d", p.ID, m.Offset)
+					}
+					mu.Unlock()
+				case schema.Partition(m.Key, t.n) != p.ID:
+					if m.RawValue != nil {
+						wrong[string(m.Key)] = true
+						nMisplaced++
+					} else {
+						delete(wrong, string(m.Key))
+					}
+				case hex:
+					log = append(log, logEntry{entry{id: did, d: d}, uint32(len(log))})
+				default:
+					mu.Lock()
+					if m.RawValue == nil {
+						delete(t.odd, string(m.Key))
+					} else {
+						t.odd[string(m.Key)] = &oddEntry{d: d, inTable: true}
+					}
+					mu.Unlock()
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := t.parts[p.ID].build(log); err != nil {
+				return err
+			}
+			mu.Lock()
+			foreign += nForeign
+			misplaced += nMisplaced
+			for k := range wrong {
+				misplacedAt = append(misplacedAt, misplacedKey{key: k, partition: p.ID})
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("table: reading the table topic %q back: %w", t.cfg.Topic, err)
+	}
+	t.misplaced = misplacedAt
+	devices := int64(len(t.odd))
+	for i := range t.parts {
+		devices += int64(len(t.parts[i].entries))
+	}
+	t.stats.Devices, t.stats.Read, t.stats.Foreign, t.stats.Misplaced = devices, st.Messages.Load(), foreign, misplaced
+	t.stats.LoadDuration = time.Since(began)
+	t.wctx, t.wcancel = context.WithCancel(ctx)
+	t.loaded = true
+	t.log.Info().Int("partitions", t.n).Int64("devices", devices).Int64("records_read", t.stats.Read).
+		Int64("bytes_read", st.Bytes.Load()).Dur("duration", t.stats.LoadDuration).Msg("table topic read")
+	if foreign > 0 {
+		t.log.Warn().Int64("records", foreign).Str("first_key", printable(firstKey)).Str("first_at", firstWhere).
+			Msg("table topic holds records whose key is not a DeviceId (written by someone else): left alone")
+	}
+	if misplaced > 0 {
+		t.log.Warn().Int64("records", misplaced).
+			Msg("table topic holds records in a partition their key does not hash to (its partition count changed): they get tombstones")
+	}
+	return nil
+}
+
+// printable quotes at most 64 bytes of a foreign key for a log line.
+func printable(k []byte) string {
+	if len(k) > 64 {
+		return strconv.Quote(string(k[:64])) + "…"
+	}
+	return strconv.Quote(string(k))
+}
+
+// position orders the lines of a snapshot: part, then line. Claims are
+// position<<1 | staged.
+func position(part int, line int64) uint64 {
+	return uint64(part+1)<<40 | uint64(line)&(1<<40-1)
+}
+
+// Record compares one record of the snapshot with the table. It is called
+// concurrently for every record, once each; key and value are not kept.
+// It fails only when a write of changes during the snapshot has failed.
+func (t *Table) Record(part int, line int64, key, value []byte) error {
+	if !t.loaded {
+		return errors.New("table: Record before Load")
+	}
+	if e := t.spillErr.Load(); e != nil {
+		return *e
+	}
+	pos := position(part, line)
+	d := t.hash.sum(value)
+	if did, ok := hexID(key); ok {
+		ps := &t.parts[schema.Partition(key, t.n)]
+		if i, found := ps.find(&did); found {
+			e := &ps.entries[i]
+			same := e.d == d
+			claim := pos << 1
+			if !same {
+				claim |= 1
+			}
+			if first, ok := e.claimOnce(claim); !ok {
+				t.duplicate(key, value, part, line, d, first, true, e.d)
+				return nil
+			}
+			if same {
+				t.unchanged.Add(1)
+				return nil
+			}
+			t.changed.Add(1)
+			return t.stage(key, value, part, line, Changed)
+		}
+		prev, err := t.newKeys.claim(&did, pos<<1|1)
+		if err != nil {
+			return err
+		}
+		if prev != 0 {
+			t.duplicate(key, value, part, line, d, prev, false, digest{})
+			return nil
+		}
+		t.added.Add(1)
+		return t.stage(key, value, part, line, Added)
+	}
+	t.oddMu.Lock()
+	oe := t.odd[string(key)]
+	if oe == nil {
+		oe = &oddEntry{}
+		t.odd[string(key)] = oe
+	}
+	if oe.claim != 0 {
+		prev, in, td := oe.claim, oe.inTable, oe.d
+		t.oddMu.Unlock()
+		t.duplicate(key, value, part, line, d, prev, in, td)
+		return nil
+	}
+	same := oe.inTable && oe.d == d
+	oe.claim = pos << 1
+	if !same {
+		oe.claim |= 1
+	}
+	in := oe.inTable
+	t.oddMu.Unlock()
+	switch {
+	case same:
+		t.unchanged.Add(1)
+		return nil
+	case in:
+		t.changed.Add(1)
+		return t.stage(key, value, part, line, Changed)
+	}
+	t.added.Add(1)
+	return t.stage(key, value, part, line, Added)
+}
+
+// duplicate remembers a later occurrence of a DeviceId in the snapshot;
+// Complete makes the last one in export order the table's.
+func (t *Table) duplicate(key, value []byte, part int, line int64, d digest, first uint64, inTable bool, td digest) {
+	t.duplicates.Add(1)
+	pos := position(part, line)
+	t.dupMu.Lock()
+	defer t.dupMu.Unlock()
+	dp := t.dups[string(key)]
+	if dp == nil {
+		dp = &dup{first: first, inTable: inTable, table: td}
+		t.dups[string(key)] = dp
+	}
+	if pos > dp.pos {
+		dp.pos, dp.value, dp.d, dp.part, dp.line = pos, append(dp.value[:0], value...), d, part, line
+	}
+}
+
+// Complete writes the staged changes, then a tombstone for every device of
+// the table that the snapshot did not contain. It is called once, after
+// every snapshot-end marker was acknowledged.
+func (t *Table) Complete(ctx context.Context) error {
+	if !t.loaded {
+		return errors.New("table: Complete before Load")
+	}
+	began := time.Now()
+	defer t.wcancel()
+
+	// Duplicates: the last occurrence in export order wins. When it is a
+	// later one, the first occurrence's staged record is dropped (or, if
+	// already written, overwritten).
+	t.bufMu.Lock()
+	drop := map[string]bool{}
+	var winners []*bufEntry
+	dupKeys := 0
+	for key, dp := range t.dups {
+		dupKeys++
+		if dp.first>>1 > dp.pos {
+			continue // the first occurrence is the last one: handled as any line
+		}
+		staged := dp.first&1 == 1
+		inBuffer := staged && t.buf.has(key)
+		if inBuffer {
+			drop[key] = true
+		}
+		writtenFirst := staged && !inBuffer
+		if dp.inTable && dp.d == dp.table && !writtenFirst {
+			continue // the table already holds the winning line
+		}
+		change := Added
+		if dp.inTable {
+			change = Changed
+		}
+		winners = append(winners, &bufEntry{key: []byte(key), value: dp.value, part: dp.part, line: dp.line, change: change})
+	}
+	if dupKeys > 0 {
+		t.log.Warn().Int("device_ids", dupKeys).Int64("lines", t.duplicates.Load()).
+			Msg("DeviceIds occur more than once in the export: the table holds each one's last line (highest mde.part, then mde.line)")
+	}
+	msgs := t.buf.messages(t, drop)
+	for _, w := range winners {
+		msgs = append(msgs, t.message(w.key, w.value, w.part, w.line, w.change))
+	}
+	t.buf, t.bufBytes = &buffer{}, 0
+	t.bufMu.Unlock()
+	if err := t.stopSpill(); err != nil {
+		return err
+	}
+	if err := t.write(ctx, msgs); err != nil {
+		return err
+	}
+
+	// Tombstones: devices of the table that the snapshot did not contain.
+	var tombs []kafka.Message
+	removed := int64(0)
+	flush := func(force bool) error {
+		if len(tombs) == 0 || (!force && len(tombs) < writeChunk) {
+			return nil
+		}
+		err := t.write(ctx, tombs)
+		tombs = tombs[:0]
+		return err
+	}
+	for p := range t.parts {
+		ps := &t.parts[p]
+		for i := range ps.entries {
+			if ps.entries[i].claimed() {
+				continue
+			}
+			tombs = append(tombs, t.tombstone(ps.entries[i].id.appendHex(nil), -1))
+			removed++
+			if err := flush(false); err != nil {
+				return err
+			}
+		}
+	}
+	for key, oe := range t.odd {
+		if oe.inTable && oe.claim == 0 {
+			tombs = append(tombs, t.tombstone([]byte(key), -1))
+			removed++
+		}
+	}
+	for _, mk := range t.misplaced {
+		tombs = append(tombs, t.tombstone([]byte(mk.key), mk.partition))
+	}
+	if err := flush(true); err != nil {
+		return err
+	}
+	t.stats.Added, t.stats.Changed, t.stats.Unchanged = t.added.Load(), t.changed.Load(), t.unchanged.Load()
+	t.stats.Removed, t.stats.Duplicates = removed, t.duplicates.Load()
+	t.stats.CompleteDuration = time.Since(began)
+	t.log.Info().Int64("added", t.stats.Added).Int64("changed", t.stats.Changed).Int64("removed", removed).
+		Int64("unchanged", t.stats.Unchanged).Int64("devices", t.stats.Added+t.stats.Changed+t.stats.Unchanged).
+		Dur("duration", t.stats.CompleteDuration).Msg("table topic updated")
+	return nil
+}
+
+// stopSpill waits for the changes written during the snapshot.
+func (t *Table) stopSpill() error {
+	t.bufMu.Lock()
+	if t.spilled && !t.spillDone {
+		t.spillDone = true
+		close(t.spill)
+	}
+	t.bufMu.Unlock()
+	t.spillWG.Wait()
+	if e := t.spillErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Close ends the run's table update: after a failed snapshot it cancels
+// the writes still in progress; it returns the state's memory. Call it
+// once, after Complete or instead of it; Record must not be running.
+func (t *Table) Close() {
+	if t.wcancel != nil {
+		t.wcancel()
+	}
+	_ = t.stopSpill()
+	for i := range t.parts {
+		t.parts[i].release()
+	}
+	t.newKeys.release()
+	t.loaded = false
+}
+
+// Stats returns the figures of the run so far.
+func (t *Table) Stats() Stats {
+	s := t.stats
+	s.Added, s.Changed, s.Unchanged, s.Duplicates = t.added.Load(), t.changed.Load(), t.unchanged.Load(), t.duplicates.Load()
+	return s
+}
+
+// Partitions returns the table topic's partition count (after Load).
+func (t *Table) Partitions() int { return t.n }
+
+// tombstone builds the null-value record that removes key. partition >= 0
+// sends it to that partition instead of the key's murmur2 partition.
+func (t *Table) tombstone(key []byte, partition int) kafka.Message {
+	m := kafka.Message{Key: key, Headers: []kafka.Header{
+		{Key: schema.HeaderExport, Value: t.hExport},
+		{Key: schema.HeaderGeneratedTime, Value: t.hGenerated},
+		{Key: schema.HeaderRunID, Value: t.hRunID},
+		{Key: HeaderChange, Value: []byte(Removed)},
+	}}
+	if partition >= 0 {
+		m.WriterData = inPartition(partition)
+	}
+	return m
+}
+
+// message builds the table record of a device's line.
+func (t *Table) message(key, value []byte, part int, line int64, change string) kafka.Message {
+	return kafka.Message{Key: key, Value: value, Headers: []kafka.Header{
+		{Key: schema.HeaderExport, Value: t.hExport},
+		{Key: schema.HeaderGeneratedTime, Value: t.hGenerated},
+		{Key: schema.HeaderRunID, Value: t.hRunID},
+		{Key: schema.HeaderPart, Value: strconv.AppendInt(nil, int64(part), 10)},
+		{Key: schema.HeaderLine, Value: strconv.AppendInt(nil, line, 10)},
+		{Key: schema.HeaderContentType, Value: t.hContentType},
+		{Key: HeaderChange, Value: []byte(change)},
+	}}
+}
+
+// write writes msgs in chunks, retrying the failed messages with backoff
+// for up to RetryMaxElapsed. The order of two writes of one key is kept:
+// a chunk is written completely before the next one.
+func (t *Table) write(ctx context.Context, msgs []kafka.Message) error {
+	for len(msgs) > 0 {
+		n := min(len(msgs), writeChunk)
+		if err := t.writeRetry(ctx, msgs[:n]); err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
+
+func (t *Table) writeRetry(ctx context.Context, msgs []kafka.Message) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 200 * time.Millisecond
+	bo.MaxInterval = 10 * time.Second
+	bo.MaxElapsedTime = t.cfg.RetryMaxElapsed
+	pending := msgs
+	return backoff.RetryNotify(func() error {
+		err := t.cfg.Writer.WriteMessages(ctx, pending...)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return backoff.Permanent(fmt.Errorf("table: writing to %q: %w", t.cfg.Topic, err))
+		}
+		var werrs kafka.WriteErrors
+		if errors.As(err, &werrs) && len(werrs) == len(pending) {
+			var next []kafka.Message
+			for i, e := range werrs {
+				if e != nil {
+					next = append(next, pending[i])
+				}
+			}
+			pending = next
+		}
+		return fmt.Errorf("table: writing %d records to %q: %w", len(pending), t.cfg.Topic, err)
+	}, backoff.WithContext(bo, ctx), func(err error, wait time.Duration) {
+		t.log.Warn().Err(err).Dur("retry_in", wait).Msg("table write failed; retrying")
+	})
+}
