@@ -453,7 +453,13 @@ func (s *stream) produce(b *recordBatch) error {
 	}
 	bo := backoff.WithContext(newExpBackOff(w.cfg.retryInitial, w.cfg.retryMax), w.stopCtx)
 	err = backoff.RetryNotify(op, bo, func(err error, d time.Duration) {
-		w.cfg.log.Warn().Str("topic", w.cfg.topic).Int("partition", s.partition).Int("attempt", attempt).
+		ev := w.cfg.log.Warn()
+		if errors.Is(err, errConnRetired) {
+			// Expected: an OAUTHBEARER connection retired before its
+			// token expires; the request goes on a new connection.
+			ev = w.cfg.log.Debug()
+		}
+		ev.Str("topic", w.cfg.topic).Int("partition", s.partition).Int("attempt", attempt).
 			Dur("retry_in", d).Str("error", err.Error()).Msg("produce failed; retrying")
 		s.checkLeader()
 	})

@@ -150,7 +150,7 @@ func TestVerifyCompleteIncompleteJSONAndMaxAge(t *testing.T) {
 	// A run that hangs in one part: its snapshot has no end yet.
 	hold, release := held(t)
 	w.blobProx.Inject(partName(w, 1), fakes.Fault{Hold: hold})
-	p := w.start(nil)
+	p := w.start(map[string]string{"TVM2KAFKA_FORCE": "true"}) // the same export again
 	poll(t, time.Minute, "the hanging part", func() bool { return w.blobProx.Held() == 1 })
 	poll(t, time.Minute, "the new run's snapshot-start", func() bool {
 		v = w.verify(nil, "--output", "json")
