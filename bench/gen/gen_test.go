@@ -183,6 +183,50 @@ gunzip	1	4.0	0
 	}
 }
 
+// TestReportJava: the per-round ratio pairs tvm2kafka's and the Java
+// producer's own records/s of the same round; the median is of the ratios.
+func TestReportJava(t *testing.T) {
+	results := `tvm2kafka	1	10.0	81920	200000
+java	1	20.0	900000	250000
+java	2	21.0	900000	100000
+tvm2kafka	2	11.0	81920	150000
+tvm2kafka	3	12.0	81920	240000
+java	3	22.0	900000	200000
+kcat	1	11.0	40960
+`
+	s, err := readResults(strings.NewReader(results))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := report(&out, Layout{Records: 1000000, Parts: 8, Bytes: 1e9, GzipBytes: 1e8}, s); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	// ratios: 0.80, 1.50, 1.20 → median 1.20
+	for _, want := range []string{
+		"median of 3 per-round ratios: 1.20 (0.80–1.50)",
+		"medians: Java producer 200000 records/s, tvm2kafka 200000 records/s",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	for _, line := range []string{"1  250000  200000  0.80", "2  100000  150000  1.50", "3  200000  240000  1.20"} {
+		if !strings.Contains(strings.Join(strings.Fields(got), " "), strings.Join(strings.Fields(line), " ")) {
+			t.Errorf("report lacks round %q:\n%s", line, got)
+		}
+	}
+
+	if _, err := readResults(strings.NewReader("java 1 2.0 0 -5\n")); err == nil {
+		t.Errorf("negative records/s accepted")
+	}
+	s, _ = readResults(strings.NewReader("java 1 2.0 0 1000\n"))
+	if err := report(io.Discard, Layout{Records: 1}, s); err == nil {
+		t.Errorf("a Java round without tvm2kafka's figure was not reported as an error")
+	}
+}
+
 func TestDeviceID(t *testing.T) {
 	opts := synth.Options{Devices: 3, Seed: 4}
 	id, err := deviceID(synth.Record(opts, 2))

@@ -15,16 +15,20 @@ import (
 // Contenders, in the order the table lists them.
 var contenders = []string{"tvm2kafka", "kcat", "dry-run", "gunzip"}
 
-// sample is one timed run: wall seconds and peak RSS (KiB, 0 = not measured).
+// sample is one timed run: its round, wall seconds, peak RSS (KiB, 0 = not
+// measured) and the records/s the contender reported itself (0 = none):
+// tvm2kafka's summary line, the Java producer's final line.
 type sample struct {
+	round int
 	wall  float64
 	rssKB float64
+	rps   float64
 }
 
 func cmdReport(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	dir := fs.String("dir", "", "data directory (for records and bytes)")
-	results := fs.String("results", "", "results file: lines `contender round wall_seconds max_rss_kb` (required)")
+	results := fs.String("results", "", "results file: lines `contender round wall_seconds max_rss_kb [records_per_s]` (required)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -55,15 +59,21 @@ func readResults(r io.Reader) (map[string][]sample, error) {
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		if len(f) != 4 {
-			return nil, fmt.Errorf("results line %d: want 4 fields, got %q", n, sc.Text())
+		if len(f) != 4 && len(f) != 5 {
+			return nil, fmt.Errorf("results line %d: want 4 or 5 fields, got %q", n, sc.Text())
 		}
+		round, err0 := strconv.Atoi(f[1])
 		wall, err1 := strconv.ParseFloat(f[2], 64)
 		rss, err2 := strconv.ParseFloat(f[3], 64)
-		if err1 != nil || err2 != nil || wall <= 0 {
+		var rps float64
+		var err3 error
+		if len(f) == 5 {
+			rps, err3 = strconv.ParseFloat(f[4], 64)
+		}
+		if err0 != nil || err1 != nil || err2 != nil || err3 != nil || wall <= 0 || rps < 0 {
 			return nil, fmt.Errorf("results line %d: bad numbers in %q", n, sc.Text())
 		}
-		out[f[0]] = append(out[f[0]], sample{wall: wall, rssKB: rss})
+		out[f[0]] = append(out[f[0]], sample{round: round, wall: wall, rssKB: rss, rps: rps})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
@@ -146,5 +156,53 @@ func report(w io.Writer, l Layout, samples map[string][]sample) error {
 				a.wallMed/b.wallMed, 100*b.wallMed/a.wallMed)
 		}
 	}
+	return javaReport(w, samples)
+}
+
+// javaReport compares, round by round, the records/s tvm2kafka reports in
+// its summary line with the records/s Kafka's own Java producer benchmark
+// (ProducerPerformance) reports, and prints the median of the per-round
+// ratios.
+func javaReport(w io.Writer, samples map[string][]sample) error {
+	java := map[int]float64{}
+	for _, s := range samples["java"] {
+		if s.rps > 0 {
+			java[s.round] = s.rps
+		}
+	}
+	if len(java) == 0 {
+		return nil
+	}
+	type pair struct {
+		round     int
+		java, tvm float64
+	}
+	var pairs []pair
+	for _, s := range samples["tvm2kafka"] {
+		if j, ok := java[s.round]; ok && s.rps > 0 {
+			pairs = append(pairs, pair{s.round, j, s.rps})
+		}
+	}
+	if len(pairs) == 0 {
+		return fmt.Errorf("report: the Java producer ran, but no round has tvm2kafka's records/s to compare with")
+	}
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].round < pairs[j].round })
+	fmt.Fprintln(w, "\ntvm2kafka run against Kafka's Java producer (ProducerPerformance), records/s as each reports it:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "round\tJava producer\ttvm2kafka\ttvm2kafka / Java\t")
+	ratios := make([]float64, len(pairs))
+	javas := make([]float64, len(pairs))
+	tvms := make([]float64, len(pairs))
+	for i, p := range pairs {
+		ratios[i], javas[i], tvms[i] = p.tvm/p.java, p.java, p.tvm
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t\n", p.round, p.java, p.tvm, ratios[i])
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	med := median(ratios)
+	fmt.Fprintf(w, "tvm2kafka / Java producer, median of %d per-round ratios: %.2f (%.2f–%.2f)   (target ≥ 1.20)\n",
+		len(ratios), med, ratios[0], ratios[len(ratios)-1])
+	fmt.Fprintf(w, "medians: Java producer %.0f records/s, tvm2kafka %.0f records/s\n", median(javas), median(tvms))
 	return nil
 }

@@ -221,3 +221,29 @@ func TestBlobProxyHold(t *testing.T) {
 		t.Fatalf("held request with a signature expired meanwhile: %+v", a)
 	}
 }
+
+// TestBlobProxyRate: a body comes through intact and no faster than the
+// rate set (a lower bound only: a slow machine may always be slower).
+func TestBlobProxyRate(t *testing.T) {
+	s := NewBlobStore()
+	defer s.Close()
+	content := strings.Repeat("0123456789abcdef", 32<<10) // 512 KiB
+	s.Put("c", "p.json.gz", []byte(content))
+	p := NewBlobProxy(s.URL())
+	defer p.Close()
+	u := p.Rewrite(s.SASURL("c", "p.json.gz", time.Now().Add(time.Hour)))
+
+	p.SetRate(1 << 20) // 1 MiB/s: the first 32 KiB chunk goes at once, the rest takes ≥ 0.45 s
+	began := time.Now()
+	resp, body := get(t, http.DefaultClient, "GET", u, nil)
+	if took := time.Since(began); took < 450*time.Millisecond {
+		t.Fatalf("512 KiB at 1 MiB/s took %v", took)
+	}
+	if resp.StatusCode != 200 || body != content {
+		t.Fatalf("throttled GET: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	p.SetRate(0)
+	if resp, body = get(t, http.DefaultClient, "GET", u, nil); resp.StatusCode != 200 || body != content {
+		t.Fatalf("unthrottled GET: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}

@@ -1,6 +1,7 @@
 package fakes
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -50,6 +51,8 @@ type BlobProxy struct {
 	expired map[string]bool
 	log     []BlobRequest
 	held    int
+	rate    int64     // bytes per second of all bodies together; 0 = unlimited
+	next    time.Time // when the next body chunk may go out at rate
 }
 
 // NewBlobProxy starts a proxy to target (a base URL such as BlobStore.URL()
@@ -103,6 +106,55 @@ func (p *BlobProxy) Pending() int {
 		n += len(f)
 	}
 	return n
+}
+
+// SetRate limits the bytes per second of all forwarded response bodies
+// together, as a slow storage account would serve them; 0 lifts the
+// limit. It applies from the next chunk of every body in flight.
+func (p *BlobProxy) SetRate(bytesPerSecond int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rate = bytesPerSecond
+	p.next = time.Time{}
+}
+
+// pace waits until n more body bytes may go out at the configured rate.
+func (p *BlobProxy) pace(ctx context.Context, n int) {
+	p.mu.Lock()
+	if p.rate <= 0 {
+		p.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	at := p.next
+	p.next = p.next.Add(time.Duration(float64(n) * float64(time.Second) / float64(p.rate)))
+	p.mu.Unlock()
+	timer := time.NewTimer(time.Until(at))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+}
+
+// copyBody copies a response body, paced by SetRate.
+func (p *BlobProxy) copyBody(ctx context.Context, w io.Writer, body io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			p.pace(ctx, n)
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // ExpireSignatures makes every SAS signature seen so far fail with
@@ -251,7 +303,7 @@ func (p *BlobProxy) forward(w http.ResponseWriter, r *http.Request, cutAfter int
 	w.WriteHeader(resp.StatusCode)
 	*status = resp.StatusCode
 	if cutAfter < 0 {
-		_, _ = io.Copy(w, resp.Body)
+		p.copyBody(r.Context(), w, resp.Body)
 		return
 	}
 	_, _ = io.CopyN(w, resp.Body, cutAfter)

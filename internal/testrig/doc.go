@@ -1,6 +1,8 @@
 // Package testrig gives integration tests access to the real services that
 // scripts/test.sh starts: a one-node Apache Kafka (PLAINTEXT and SASL_SSL
-// listeners) and Azurite's blob service.
+// listeners), Azurite's blob service and, for the tests named TestCluster…,
+// the three-broker cluster of scripts/kafka-cluster.sh (ClusterEnv: rolling
+// restarts, and listeners reached through a fakes.KafkaProxy).
 //
 // Everything except this file is built only with the `integration` build tag.
 // Tests call Env, which reads the IT_* environment that `scripts/kafka.sh env`
@@ -20,5 +22,7 @@
 //
 //	scripts/kafka.sh start && scripts/azurite.sh start
 //	eval "$(scripts/kafka.sh env)" "$(scripts/azurite.sh env)"
-//	go test -tags integration -p 1 ./...
+//	go test -tags integration -p 1 -skip '^TestCluster' ./...
+//	scripts/kafka-cluster.sh start && eval "$(scripts/kafka-cluster.sh env)"
+//	go test -tags integration -p 1 -run '^TestCluster' ./internal/e2e ./internal/testrig
 package testrig
