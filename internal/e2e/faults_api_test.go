@@ -3,11 +3,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"path"
 	"strings"
 	"syscall"
@@ -96,54 +94,14 @@ func (w *world) assertAborted(res result) *verify.Run {
 	return run
 }
 
-// proc is a tvm2kafka process started in the background.
-type proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *bytes.Buffer
-	began          time.Time
-	done           chan struct{}
-	err            error
-}
-
 // start starts `tvm2kafka run` in the background; it is killed when the
 // test ends if it is still running.
-func (w *world) start(extra map[string]string) *proc {
-	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	cmd, stdout, stderr := w.command(ctx, extra, "run")
-	p := &proc{cmd: cmd, stdout: stdout, stderr: stderr, done: make(chan struct{})}
-	p.began = time.Now()
-	if err := cmd.Start(); err != nil {
-		cancel()
-		w.t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	w.t.Cleanup(func() {
-		cancel()
-		<-p.done
-	})
-	return p
-}
+func (w *world) start(extra map[string]string) *live { return w.launch(extra, "run") }
 
 // wait waits at most limit for p to exit and checks its output for secrets.
-func (w *world) wait(p *proc, limit time.Duration) result {
+func (w *world) wait(p *live, limit time.Duration) result {
 	w.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(limit):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		w.t.Fatalf("tvm2kafka still running after %v\n%s", limit, tail(p.stderr.String(), 30))
-	}
-	res := result{Code: p.cmd.ProcessState.ExitCode(), Stdout: p.stdout.String(), Stderr: p.stderr.String(), Elapsed: time.Since(p.began)}
-	if p.err != nil && res.Code <= 0 {
-		w.t.Fatalf("tvm2kafka did not run: %v\n%s", p.err, res.Stderr)
-	}
-	w.assertNoSecrets(res.Stdout + res.Stderr)
-	return res
+	return w.finish(p, limit)
 }
 
 // poll waits until cond holds, at most limit.
