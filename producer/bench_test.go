@@ -106,3 +106,17 @@ func BenchmarkPipelineDiscard(b *testing.B) {
 	}
 	b.ReportMetric(float64(parts*perPart*b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestObservedRecordDecodeZeroAllocs: telling the observer about an
+// acknowledged record decodes its key and value without allocating.
+func TestObservedRecordDecodeZeroAllocs(t *testing.T) {
+	var b recordBatch
+	line := []byte(recordLine(0, 1))
+	hdrs := []header{{"mde.part", []byte("0")}, {"mde.line", []byte("1")}}
+	b.add(kindRecord, position{0, 1}, []byte(deviceID(0, 1)), line, false, hdrs)
+	var rec decodedRecord
+	allocs := testing.AllocsPerRun(1000, func() { rec, _ = b.keyValue(0) })
+	if allocs != 0 || string(rec.value) != string(line) || string(rec.key) != deviceID(0, 1) {
+		t.Fatalf("%.1f allocations, key %q value %q", allocs, rec.key, rec.value)
+	}
+}

@@ -159,7 +159,13 @@ type decodedRecord struct {
 }
 
 // record decodes record i of the batch.
-func (b *recordBatch) record(i int) (decodedRecord, error) {
+func (b *recordBatch) record(i int) (decodedRecord, error) { return b.decode(i, true) }
+
+// keyValue decodes the key and value of record i only: no allocation (the
+// observer's path, once per acknowledged record).
+func (b *recordBatch) keyValue(i int) (decodedRecord, error) { return b.decode(i, false) }
+
+func (b *recordBatch) decode(i int, withHeaders bool) (decodedRecord, error) {
 	end := len(b.buf)
 	if i+1 < len(b.starts) {
 		end = int(b.starts[i+1])
@@ -202,6 +208,9 @@ func (b *recordBatch) record(i int) (decodedRecord, error) {
 	r.key, _ = bytesField()
 	r.value, r.nullValue = bytesField()
 	nh := next()
+	if !withHeaders {
+		nh = 0
+	}
 	for j := int64(0); j < nh && err == nil; j++ {
 		k, _ := bytesField()
 		v, _ := bytesField()

@@ -407,7 +407,7 @@ func (s *stream) account(b *recordBatch) error {
 		}
 		recs++
 		if s.w.cfg.observe != nil {
-			rec, err := b.record(i)
+			rec, err := b.keyValue(i)
 			if err == nil {
 				err = s.w.cfg.observe(b.pos[i], rec.key, rec.value)
 			}
