@@ -274,7 +274,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		}
 	}
 
-	log.Info().Str("auth", kind).Str("api", cfg.apiURL).Msg("requesting export")
+	log.Info().Str("auth", string(kind)).Str("api", cfg.apiURL).Msg("requesting export")
 	manifest, err := exports.Manifest(ctx)
 	if err != nil {
 		return fail(err, "export API: no snapshot taken, no marker written")
