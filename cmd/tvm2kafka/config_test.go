@@ -279,18 +279,3 @@ func TestBooleanFlagsStandAlone(t *testing.T) {
 		t.Fatalf("dryRun %v tls %v workers %d", cfg.dryRun, cfg.kafka.TLS, cfg.workers)
 	}
 }
-
-func TestReadmeDocumentsEverySetting(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range settings() {
-		if s.env == "" {
-			continue
-		}
-		if !strings.Contains(string(readme), "`"+s.env+"`") || !strings.Contains(string(readme), "`--"+s.flag+"`") {
-			t.Errorf("README.md does not document %s / --%s", s.env, s.flag)
-		}
-	}
-}

@@ -38,26 +38,36 @@ func (s setting) key() string {
 	return "--" + s.flag
 }
 
-// defaultText is the default as --help and the README show it.
-func (s setting) defaultText() string {
+// defaultText is the default as --help and the README show it, and
+// whether it is a value (rather than a description).
+func (s setting) defaultText() (string, bool) {
 	switch {
 	case s.shown != "":
-		return s.shown
+		return s.shown, !strings.Contains(s.shown, " ")
 	case s.def != "":
-		return s.def
+		return s.def, true
 	}
-	return "-"
+	return "-", false
 }
 
-// allowed describes the values an enum or a range allows ("" = any).
-func (s setting) allowed(sep string) string {
+// describe is the help of s with the values it allows and, for a secret,
+// its _FILE variant; code formats a value.
+func (s setting) describe(code func(string) string) string {
+	d := s.help
 	switch {
 	case len(s.enum) > 0:
-		return strings.Join(s.enum, sep)
+		vals := make([]string, len(s.enum))
+		for i, v := range s.enum {
+			vals[i] = code(v)
+		}
+		d += "; one of " + strings.Join(vals, ", ")
 	case s.min != "":
-		return s.min + ".." + s.max
+		d += "; " + code(s.min) + " to " + code(s.max)
 	}
-	return ""
+	if s.secret {
+		d += "; also read from the file named by " + code(s.env+"_FILE") + " (it or the variable rather than the flag)"
+	}
+	return d
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -288,11 +298,11 @@ func printSettings(w io.Writer, list []setting) {
 		if s.env != "" {
 			name += " / " + s.env
 		}
-		help := s.help
-		if a := s.allowed(" | "); a != "" {
-			help += " (" + a + ")"
+		def, _ := s.defaultText()
+		if def != "required" {
+			def = "default " + def
 		}
-		fmt.Fprintf(w, "  %s (default %s)\n      %s\n", name, s.defaultText(), help)
+		fmt.Fprintf(w, "  %s (%s)\n      %s\n", name, def, s.describe(func(v string) string { return v }))
 	}
 }
 
@@ -306,25 +316,14 @@ func settingsTable(list []setting) string {
 		if s.env != "" {
 			env = code(s.env)
 		}
-		def := "—"
-		if d := s.defaultText(); d != "-" {
-			def = code(d)
-		}
-		help := s.help
+		def, value := s.defaultText()
 		switch {
-		case len(s.enum) > 0:
-			vals := make([]string, len(s.enum))
-			for i, v := range s.enum {
-				vals[i] = code(v)
-			}
-			help += ": " + strings.Join(vals, ", ")
-		case s.min != "":
-			help += ", " + s.min + "–" + s.max
+		case value:
+			def = code(def)
+		case def == "-":
+			def = "—"
 		}
-		if s.secret {
-			help += "; also from the file named by " + code(s.env+"_FILE")
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", env, code("--"+s.flag), def, strings.ReplaceAll(help, "|", `\|`))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", env, code("--"+s.flag), def, strings.ReplaceAll(s.describe(code), "|", `\|`))
 	}
 	return b.String()
 }

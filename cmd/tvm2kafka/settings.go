@@ -40,7 +40,7 @@ type verifySettings struct {
 	Logs   logSettings   `group:"Logs"`
 	Verify struct {
 		MaxAge  string        `flag:"max-age" help:"also fail when the snapshot's generatedTime is older than this (e.g. 26h, 2d)"`
-		Output  string        `flag:"output" default:"text" enum:"text,json" help:"text, or json: one JSON object on stdout"`
+		Output  string        `flag:"output" default:"text" enum:"text,json" help:"output format; json prints one JSON object on stdout"`
 		Timeout time.Duration `flag:"timeout" default:"2m" help:"give up after this long"`
 	} `group:"Verify"`
 }
@@ -62,7 +62,7 @@ type demoSettings struct {
 type azureSettings struct {
 	TenantID            string `env:"AZURE_TENANT_ID" flag:"azure-tenant-id" help:"Entra ID tenant (directory) ID"`
 	ClientID            string `env:"AZURE_CLIENT_ID" flag:"azure-client-id" help:"app (client) ID; with managed identity: a user-assigned identity's client ID"`
-	ClientSecret        string `env:"AZURE_CLIENT_SECRET" flag:"azure-client-secret" secret:"true" help:"client secret (client-credentials flow); prefer the variable or AZURE_CLIENT_SECRET_FILE over the flag"`
+	ClientSecret        string `env:"AZURE_CLIENT_SECRET" flag:"azure-client-secret" secret:"true" help:"client secret (client-credentials flow)"`
 	CertificatePath     string `env:"AZURE_CLIENT_CERTIFICATE_PATH" flag:"azure-client-certificate-path" help:"PEM or PKCS#12 certificate with its private key (certificate credential)"`
 	CertificatePassword string `env:"AZURE_CLIENT_CERTIFICATE_PASSWORD" flag:"azure-client-certificate-password" secret:"true" help:"password of a PKCS#12 certificate"`
 	FederatedTokenFile  string `env:"AZURE_FEDERATED_TOKEN_FILE" flag:"azure-federated-token-file" help:"workload identity token file (set by the AKS workload identity webhook)"`
@@ -77,11 +77,11 @@ type azureSettings struct {
 
 // kafkaSettings is the connection to the brokers: run, serve and verify.
 type kafkaSettings struct {
-	Brokers       string `env:"KAFKA_BROKERS" flag:"kafka-brokers" shown:"- (required)" help:"comma-separated host:port"`
+	Brokers       string `env:"KAFKA_BROKERS" flag:"kafka-brokers" shown:"required" help:"comma-separated host:port (a dry run needs none)"`
 	Topic         string `env:"KAFKA_TOPIC" flag:"kafka-topic" default:"mde.infogathering" help:"target topic; created when missing"`
 	SASLMechanism string `env:"KAFKA_SASL_MECHANISM" flag:"kafka-sasl-mechanism" enum:"PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER" help:"SASL mechanism; OAUTHBEARER takes a token from the Entra ID credential (Azure Event Hubs)"`
 	SASLUsername  string `env:"KAFKA_SASL_USERNAME" flag:"kafka-sasl-username" help:"SASL user (Azure Event Hubs: $ConnectionString)"`
-	SASLPassword  string `env:"KAFKA_SASL_PASSWORD" flag:"kafka-sasl-password" secret:"true" help:"SASL password (Event Hubs: the connection string); prefer the variable or KAFKA_SASL_PASSWORD_FILE"`
+	SASLPassword  string `env:"KAFKA_SASL_PASSWORD" flag:"kafka-sasl-password" secret:"true" help:"SASL password (Event Hubs: the connection string)"`
 	TLS           *bool  `env:"KAFKA_TLS" flag:"kafka-tls" shown:"off; on when a KAFKA_TLS_*_FILE is set" help:"TLS to the brokers, true or false; false together with a TLS file is refused"`
 	TLSCAFile     string `env:"KAFKA_TLS_CA_FILE" flag:"kafka-tls-ca-file" shown:"system roots" help:"PEM CA bundle to verify the brokers"`
 	TLSCertFile   string `env:"KAFKA_TLS_CERT_FILE" flag:"kafka-tls-cert-file" help:"PEM client certificate (mutual TLS)"`
