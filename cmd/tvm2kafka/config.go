@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -33,29 +32,21 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
 }
 
-// config is the validated configuration of one run.
+// config is the validated configuration of one run: the declared
+// settings as given (runSettings, normalised) and what is derived from
+// them.
 type config struct {
-	auth        string
+	runSettings
+	auth        string // MDE_AUTH's value for the credential chosen
 	cred        source.CredentialConfig
-	apiURL      string
-	export      string
-	sasHours    int
 	kafka       producer.Config
-	workers     int
-	retryMax    time.Duration
-	dryRun      bool
-	cpuProfile  string // TVM2KAFKA_CPU_PROFILE: file, "" = none
-	memProfile  string // TVM2KAFKA_MEM_PROFILE: file, "" = none
+	workers     int // TVM2KAFKA_WORKERS, or derived from res
 	logLevel    zerolog.Level
 	logFormat   string
 	secretsSeen []string // values to scrub from anything printed
 	kafkaScope  string   // KAFKA_OAUTH_SCOPE (or its default) with OAUTHBEARER
 	warnings    []string // settings that are set but not used, logged at start
 
-	force    bool          // TVM2KAFKA_FORCE: publish even when unchanged or leased
-	lease    time.Duration // TVM2KAFKA_LEASE
-	interval time.Duration // TVM2KAFKA_INTERVAL (serve)
-	httpAddr string        // TVM2KAFKA_HTTP_ADDR (serve)
 	// workersAuto is set when TVM2KAFKA_WORKERS was not given and workers
 	// was derived from res (see resources.go).
 	workersAuto bool
@@ -78,27 +69,25 @@ func parseConfig(v rawValues) (*config, error) {
 	bad := func(env, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{env}, args...)...))
 	}
-	c := &config{export: in.Azure.Export, logFormat: in.Logs.Format, dryRun: in.Pipeline.DryRun,
-		cpuProfile: in.Pipeline.CPUProfile, memProfile: in.Pipeline.MemProfile, retryMax: in.Pipeline.RetryMax,
-		force: in.Runs.Force, lease: in.Runs.Lease, interval: in.Runs.Interval, httpAddr: strings.TrimSpace(in.Runs.HTTPAddr),
-		sasHours: in.Azure.SASValidHours, workers: in.Pipeline.Workers, res: detectResources()}
+	in.Runs.HTTPAddr = strings.TrimSpace(in.Runs.HTTPAddr)
+	in.Azure.APIURL = strings.TrimRight(in.Azure.APIURL, "/")
+	c := &config{runSettings: in, logFormat: in.Logs.Format, workers: in.Pipeline.Workers, res: detectResources()}
 	c.logLevel, _ = zerolog.ParseLevel(in.Logs.Level)
-	if err := checkListenAddr(c.httpAddr); err != nil {
+	if err := checkListenAddr(in.Runs.HTTPAddr); err != nil {
 		bad("TVM2KAFKA_HTTP_ADDR", "%v", err)
 	}
 
 	// Defender API.
-	if c.export == "" || strings.ContainsAny(c.export, "/?#") {
-		bad("MDE_EXPORT", "%q is not an export name", c.export)
+	if e := in.Azure.Export; e == "" || strings.ContainsAny(e, "/?#") {
+		bad("MDE_EXPORT", "%q is not an export name", e)
 	}
-	c.apiURL = strings.TrimRight(in.Azure.APIURL, "/")
-	if err := checkURL(c.apiURL); err != nil {
+	if err := checkURL(in.Azure.APIURL); err != nil {
 		bad("MDE_API_URL", "%v", err)
 	}
 	az := in.Azure
 	scope := az.TokenScope
 	if scope == "" {
-		scope = defaultScope(c.apiURL)
+		scope = defaultScope(in.Azure.APIURL)
 	}
 	c.cred = source.CredentialConfig{
 		TenantID:            az.TenantID,
@@ -134,12 +123,11 @@ func parseConfig(v rawValues) (*config, error) {
 	}
 
 	// Kafka.
-	orElse := ", or set TVM2KAFKA_DRY_RUN=true"
-	if c.dryRun {
-		orElse = "-"
-	}
-	k, kerrs := kafkaConfig(in.Kafka, orElse)
+	k, kerrs := kafkaConfig(in.Kafka)
 	errs = append(errs, kerrs...)
+	if len(k.Brokers) == 0 && !in.Pipeline.DryRun {
+		bad("KAFKA_BROKERS", "required (comma-separated host:port), or set TVM2KAFKA_DRY_RUN=true")
+	}
 	t := in.Topics
 	k.DLQTopic, k.TableTopic, k.Compression = t.DLQTopic, t.TableTopic, t.Compression
 	k.TopicPartitions, k.TopicReplicationFactor, k.MaxMessageBytes = t.Partitions, t.ReplicationFactor, t.MaxMessageBytes
@@ -168,10 +156,10 @@ func parseConfig(v rawValues) (*config, error) {
 	} else if t.OAuthScope != "" {
 		c.warnings = append(c.warnings, "KAFKA_OAUTH_SCOPE is set but KAFKA_SASL_MECHANISM is not OAUTHBEARER: it is not used")
 	}
-	k.RetryMaxElapsed = c.retryMax
+	k.RetryMaxElapsed = in.Pipeline.RetryMax
 	if len(errs) == 0 {
 		check := k
-		if c.dryRun && len(check.Brokers) == 0 {
+		if in.Pipeline.DryRun && len(check.Brokers) == 0 {
 			// A dry run needs no broker; the rest of the Kafka settings
 			// are still checked.
 			check.Brokers = []string{"dry-run.invalid:9092"}
@@ -191,10 +179,9 @@ func parseConfig(v rawValues) (*config, error) {
 }
 
 // kafkaConfig turns the connection settings shared by run, serve and
-// verify into a producer.Config with defaults elsewhere. KAFKA_BROKERS is
-// required unless orElse is "-"; orElse is the alternative the error
-// offers.
-func kafkaConfig(in kafkaSettings, orElse string) (producer.Config, []error) {
+// verify into a producer.Config with defaults elsewhere. Whether
+// KAFKA_BROKERS may be empty is the caller's to say.
+func kafkaConfig(in kafkaSettings) (producer.Config, []error) {
 	k := producer.DefaultConfig()
 	var errs []error
 	if b := strings.TrimSpace(in.Brokers); b != "" {
@@ -205,8 +192,6 @@ func kafkaConfig(in kafkaSettings, orElse string) (producer.Config, []error) {
 			}
 			k.Brokers = append(k.Brokers, h)
 		}
-	} else if orElse != "-" {
-		errs = append(errs, fmt.Errorf("KAFKA_BROKERS: required (comma-separated host:port)%s", orElse))
 	}
 	k.Topic = in.Topic
 	k.SASLMechanism, k.SASLUsername, k.SASLPassword = in.SASLMechanism, in.SASLUsername, in.SASLPassword

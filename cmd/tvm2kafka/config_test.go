@@ -275,7 +275,7 @@ func TestBooleanFlagsStandAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.dryRun || cfg.kafka.TLS || cfg.workers != 2 {
-		t.Fatalf("dryRun %v tls %v workers %d", cfg.dryRun, cfg.kafka.TLS, cfg.workers)
+	if !cfg.Pipeline.DryRun || cfg.kafka.TLS || cfg.workers != 2 {
+		t.Fatalf("dryRun %v tls %v workers %d", cfg.Pipeline.DryRun, cfg.kafka.TLS, cfg.workers)
 	}
 }

@@ -92,7 +92,7 @@ func (t *terminal) finish() {
 // reach the output either. Console output is coloured only on a terminal
 // (and not with NO_COLOR set).
 func newLogger(cfg *config, out io.Writer) zerolog.Logger {
-	return buildLogger(out, cfg.logFormat, cfg.logLevel, cfg.dryRun, cfg.secretsSeen)
+	return buildLogger(out, cfg.logFormat, cfg.logLevel, cfg.Pipeline.DryRun, cfg.secretsSeen)
 }
 
 func buildLogger(out io.Writer, format string, level zerolog.Level, dryRun bool, secrets []string) zerolog.Logger {

@@ -125,8 +125,11 @@ func loadVerifyOptions(args []string, lookup lookupFunc, stdout, stderr io.Write
 	}
 	opts.log = &config{logFormat: in.Logs.Format, secretsSeen: secretsOf(list, raw)}
 	opts.log.logLevel, _ = zerolog.ParseLevel(in.Logs.Level)
-	k, kerrs := kafkaConfig(in.Kafka, "")
+	k, kerrs := kafkaConfig(in.Kafka)
 	errs = append(errs, kerrs...)
+	if len(k.Brokers) == 0 {
+		errs = append(errs, errors.New("KAFKA_BROKERS: required (comma-separated host:port)"))
+	}
 	if len(errs) == 0 {
 		if err := k.Validate(); err != nil {
 			errs = append(errs, err)
