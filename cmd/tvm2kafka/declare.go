@@ -113,11 +113,6 @@ type lookupFunc func(string) (string, bool)
 // environment (or a secret's _FILE variant), else the default.
 type rawValues map[string]string
 
-// resolve is resolveSettings for the settings of run.
-func resolve(fs *flag.FlagSet, set map[string]*string, lookup lookupFunc) (rawValues, error) {
-	return resolveSettings(settings(), fs, set, lookup)
-}
-
 // resolveSettings resolves the settings of list: flag, then environment
 // (then the secret's _FILE variant), then default. An empty variable
 // counts as unset.
@@ -254,11 +249,6 @@ func parseCommandLine(name string, list []setting, args []string, lookup lookupF
 	return raw, exitOK, false, err
 }
 
-// newFlagSet registers a flag for every setting of run.
-func newFlagSet(name string) (*flag.FlagSet, map[string]*string) {
-	return newFlagSetOf(name, settings())
-}
-
 // newFlagSetOf registers a flag for every setting of list. It prints
 // nothing itself: parseFlags reports errors and help.
 func newFlagSetOf(name string, list []setting) (*flag.FlagSet, map[string]*string) {
@@ -304,28 +294,6 @@ func printSettings(w io.Writer, list []setting) {
 		}
 		fmt.Fprintf(w, "  %s (%s)\n      %s\n", name, def, s.describe(func(v string) string { return v }))
 	}
-}
-
-// settingsTable is the README's table of the settings of list (Markdown).
-func settingsTable(list []setting) string {
-	var b strings.Builder
-	b.WriteString("| variable | flag | default | meaning |\n|---|---|---|---|\n")
-	code := func(s string) string { return "`" + s + "`" }
-	for _, s := range list {
-		env := "—"
-		if s.env != "" {
-			env = code(s.env)
-		}
-		def, value := s.defaultText()
-		switch {
-		case value:
-			def = code(def)
-		case def == "-":
-			def = "—"
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", env, code("--"+s.flag), def, strings.ReplaceAll(s.describe(code), "|", `\|`))
-	}
-	return b.String()
 }
 
 // secretsOf are the values of the secret settings among raw.

@@ -72,12 +72,11 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 // any network call).
 func loadCommand(name string, args []string, lookup lookupFunc, usage func(io.Writer), stdout, stderr io.Writer) (cfg *config, raw rawValues, term *terminal, code int, done bool) {
 	started := time.Now()
-	fs, vals := newFlagSet(name)
-	if code, done := parseFlags(fs, args, usage, stdout, stderr); done {
+	raw, code, done, err := parseCommandLine(name, settings(), args, lookup, usage, stdout, stderr)
+	if done {
 		return nil, nil, nil, code, true
 	}
 	term = newTerminal(stderr)
-	raw, err := resolve(fs, vals, lookup)
 	if err == nil {
 		cfg, err = parseConfig(raw)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -158,4 +159,26 @@ func TestDecode(t *testing.T) {
 	if errs := decode(vl, r, &verifySettings{}); len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "--output: ") {
 		t.Errorf("--output=yaml: %v", errs)
 	}
+}
+
+// settingsTable is the README's table of the settings of list (Markdown).
+func settingsTable(list []setting) string {
+	var b strings.Builder
+	b.WriteString("| variable | flag | default | meaning |\n|---|---|---|---|\n")
+	code := func(s string) string { return "`" + s + "`" }
+	for _, s := range list {
+		env := "—"
+		if s.env != "" {
+			env = code(s.env)
+		}
+		def, value := s.defaultText()
+		switch {
+		case value:
+			def = code(def)
+		case def == "-":
+			def = "—"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", env, code("--"+s.flag), def, strings.ReplaceAll(s.describe(code), "|", `\|`))
+	}
+	return b.String()
 }
