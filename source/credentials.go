@@ -36,11 +36,30 @@ type TokenSourceFunc func(ctx context.Context) (string, error)
 // Token calls f.
 func (f TokenSourceFunc) Token(ctx context.Context) (string, error) { return f(ctx) }
 
-// CredentialConfig selects and configures a credential.
+// CredentialKind names a credential. NewTokenSource builds the one its
+// config names and reads only that credential's fields.
+type CredentialKind string
+
+// Credential kinds.
+const (
+	// KindAccessToken is a static bearer token (AccessToken); Entra ID is skipped.
+	KindAccessToken CredentialKind = "access-token"
+	// KindClientSecret is the client-credentials flow (TenantID, ClientID, ClientSecret).
+	KindClientSecret CredentialKind = "client-secret"
+	// KindCertificate is a client certificate (TenantID, ClientID, CertificatePath, CertificatePassword).
+	KindCertificate CredentialKind = "client-certificate"
+	// KindWorkloadIdentity is workload identity (TenantID, ClientID, FederatedTokenFile).
+	KindWorkloadIdentity CredentialKind = "workload-identity"
+	// KindManagedIdentity is the managed identity of the host (ClientID for a user-assigned one).
+	KindManagedIdentity CredentialKind = "managed-identity"
+)
+
+// CredentialConfig configures a credential of kind Kind.
 type CredentialConfig struct {
+	Kind                                 CredentialKind
 	TenantID, ClientID, ClientSecret     string
 	CertificatePath, CertificatePassword string
-	// FederatedTokenFile selects workload identity.
+	// FederatedTokenFile is workload identity's token file.
 	FederatedTokenFile string
 	// AuthorityHost: "" = public cloud (login.microsoftonline.com), e.g.
 	// https://login.microsoftonline.us for GCC High / DoD.
@@ -54,20 +73,11 @@ type CredentialConfig struct {
 	HTTPClient *http.Client
 }
 
-// Credential kinds returned by NewTokenSource.
-const (
-	KindAccessToken      = "access-token"
-	KindClientSecret     = "client-secret"
-	KindCertificate      = "client-certificate"
-	KindWorkloadIdentity = "workload-identity"
-	KindManagedIdentity  = "managed-identity"
-)
-
 // AuthError is a failure to obtain a token. Its message names the
 // credential problem and never contains a secret or token.
 type AuthError struct {
-	Kind string // credential kind, e.g. KindClientSecret
-	Err  error  // the SDK's error (may hold the raw Entra ID response)
+	Kind CredentialKind
+	Err  error // the SDK's error (may hold the raw Entra ID response)
 	msg  string
 }
 
@@ -75,24 +85,57 @@ func (e *AuthError) Error() string {
 	if e.msg != "" {
 		return e.msg
 	}
-	return "authentication (" + e.Kind + ") failed: " + redact.String(e.Err.Error())
+	return "authentication (" + string(e.Kind) + ") failed: " + redact.String(e.Err.Error())
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }
 
-// NewTokenSource selects a credential: AccessToken → static token;
-// ClientSecret → client secret; CertificatePath → client certificate;
-// FederatedTokenFile → workload identity; otherwise managed identity
-// (ClientID as the user-assigned identity when set). kind names the
-// choice for logs. It makes no network call.
-func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err error) {
+// credentialNeeds names, per kind, the settings that must be set, with
+// the field holding each.
+func credentialNeeds(cfg CredentialConfig) []struct{ env, val string } {
+	app := []struct{ env, val string }{{"AZURE_TENANT_ID", cfg.TenantID}, {"AZURE_CLIENT_ID", cfg.ClientID}}
+	switch cfg.Kind {
+	case KindAccessToken:
+		return []struct{ env, val string }{{"MDE_ACCESS_TOKEN", cfg.AccessToken}}
+	case KindClientSecret:
+		return append(app, struct{ env, val string }{"AZURE_CLIENT_SECRET", cfg.ClientSecret})
+	case KindCertificate:
+		return append(app, struct{ env, val string }{"AZURE_CLIENT_CERTIFICATE_PATH", cfg.CertificatePath})
+	case KindWorkloadIdentity:
+		return append(app, struct{ env, val string }{"AZURE_FEDERATED_TOKEN_FILE", cfg.FederatedTokenFile})
+	}
+	return nil
+}
+
+// NewTokenSource builds the credential that cfg.Kind names, from that
+// credential's fields only (managed identity: ClientID as the
+// user-assigned identity when set). A setting the kind needs that is
+// not set is an error naming it. It makes no network call.
+func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind CredentialKind, err error) {
+	kind = cfg.Kind
+	switch kind {
+	case KindAccessToken, KindClientSecret, KindCertificate, KindWorkloadIdentity, KindManagedIdentity:
+	case "":
+		return nil, "", errors.New("credential: no kind chosen")
+	default:
+		return nil, "", fmt.Errorf("credential: unknown kind %q", kind)
+	}
+	var missing []string
+	for _, n := range credentialNeeds(cfg) {
+		if n.val == "" {
+			missing = append(missing, n.env)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, "", fmt.Errorf("%s credential: %s not set", kind, strings.Join(missing, " and "))
+	}
 	scope := cfg.Scope
 	if scope == "" {
 		scope = DefaultTokenScope
 	}
-	if cfg.AccessToken != "" {
+	if kind == KindAccessToken {
 		tok := cfg.AccessToken
-		return TokenSourceFunc(func(context.Context) (string, error) { return tok, nil }), KindAccessToken, nil
+		return TokenSourceFunc(func(context.Context) (string, error) { return tok, nil }), kind, nil
 	}
 	opts := azcore.ClientOptions{Cloud: cloud.AzurePublic}
 	if cfg.AuthorityHost != "" {
@@ -122,33 +165,14 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		}
 		return false
 	}
-	need := func(kind string, vars ...string) error {
-		vals := map[string]string{"AZURE_TENANT_ID": cfg.TenantID, "AZURE_CLIENT_ID": cfg.ClientID}
-		var missing []string
-		for _, v := range vars {
-			if vals[v] == "" {
-				missing = append(missing, v)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%s credential: %s not set", kind, strings.Join(missing, " and "))
-		}
-		return nil
-	}
 	var cred azcore.TokenCredential
-	switch {
-	case cfg.ClientSecret != "":
-		kind = KindClientSecret
-		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
-			return nil, "", err
-		}
+	secret := ""
+	switch kind {
+	case KindClientSecret:
+		secret = cfg.ClientSecret
 		cred, err = azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts})
-	case cfg.CertificatePath != "":
-		kind = KindCertificate
-		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
-			return nil, "", err
-		}
+	case KindCertificate:
 		certs, key, cerr := loadCertificate(cfg.CertificatePath, cfg.CertificatePassword)
 		if cerr != nil {
 			return nil, "", cerr
@@ -158,15 +182,10 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		if err != nil {
 			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: %s", cfg.CertificatePath, redact.New(cfg.CertificatePassword).String(err.Error()))
 		}
-	case cfg.FederatedTokenFile != "":
-		kind = KindWorkloadIdentity
-		if err := need(kind, "AZURE_TENANT_ID", "AZURE_CLIENT_ID"); err != nil {
-			return nil, "", err
-		}
+	case KindWorkloadIdentity:
 		cred, err = azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
 			ClientOptions: opts, ClientID: cfg.ClientID, TenantID: cfg.TenantID, TokenFilePath: cfg.FederatedTokenFile})
-	default:
-		kind = KindManagedIdentity
+	case KindManagedIdentity:
 		mo := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
 		if cfg.ClientID != "" {
 			mo.ID = azidentity.ClientID(cfg.ClientID)
@@ -174,9 +193,9 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind string, err erro
 		cred, err = azidentity.NewManagedIdentityCredential(mo)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("%s credential: %s", kind, redact.New(cfg.ClientSecret).String(err.Error()))
+		return nil, "", fmt.Errorf("%s credential: %s", kind, redact.New(secret).String(err.Error()))
 	}
-	return &azTokenSource{cred: cred, scope: scope, scopeVar: "MDE_TOKEN_SCOPE", kind: kind, secret: cfg.ClientSecret}, kind, nil
+	return &azTokenSource{cred: cred, scope: scope, scopeVar: "MDE_TOKEN_SCOPE", kind: kind, secret: secret}, kind, nil
 }
 
 // ExpiringTokenSource yields bearer tokens with the time they expire.
@@ -227,7 +246,7 @@ type azTokenSource struct {
 	cred     azcore.TokenCredential
 	scope    string
 	scopeVar string // the setting of scope, for errors
-	kind     string
+	kind     CredentialKind
 	secret   string
 }
 
@@ -247,14 +266,14 @@ func (s *azTokenSource) TokenExpiry(ctx context.Context) (string, time.Time, err
 var reAADSTS = regexp.MustCompile(`AADSTS\d+`)
 
 // credentialVars names the settings to check for each credential kind.
-var credentialVars = map[string]string{
+var credentialVars = map[CredentialKind]string{
 	KindClientSecret:     "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET",
 	KindCertificate:      "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_CERTIFICATE_PATH",
 	KindWorkloadIdentity: "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_FEDERATED_TOKEN_FILE",
 	KindManagedIdentity:  "the managed identity (AZURE_CLIENT_ID for a user-assigned one)",
 }
 
-func newAuthError(kind, secret, scopeVar string, err error) *AuthError {
+func newAuthError(kind CredentialKind, secret, scopeVar string, err error) *AuthError {
 	ae := &AuthError{Kind: kind, Err: err}
 	vars := credentialVars[kind]
 	if host, ok := NoSuchHost(err); ok {
@@ -296,11 +315,11 @@ func newAuthError(kind, secret, scopeVar string, err error) *AuthError {
 			}
 			ae.msg = fmt.Sprintf("Entra ID token request failed with HTTP %d (%s): check %s and AZURE_AUTHORITY_HOST", status, code, vars)
 		}
-		ae.msg = "authentication (" + kind + "): " + ae.msg
+		ae.msg = "authentication (" + string(kind) + "): " + ae.msg
 		return ae
 	}
 	detail := truncate(strings.ReplaceAll(redact.New(secret).String(err.Error()), "\n", " "), 400)
-	ae.msg = "authentication (" + kind + ") failed: " + detail + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
+	ae.msg = "authentication (" + string(kind) + ") failed: " + detail + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
 	return ae
 }
 

@@ -22,7 +22,7 @@ func TestClientSecretAgainstFakeEntra(t *testing.T) {
 	e := fakes.NewEntra(tenant, clientID, secret)
 	defer e.Close()
 	ts, kind, err := source.NewTokenSource(source.CredentialConfig{
-		TenantID: tenant, ClientID: clientID, ClientSecret: secret,
+		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret,
 		AuthorityHost: e.URL(), HTTPClient: e.Client(),
 	})
 	if err != nil {
@@ -62,7 +62,7 @@ func TestTokenRefreshWhenLifetimeShort(t *testing.T) {
 	// Shorter than MSAL's 5-minute refresh margin: every call refreshes.
 	e.SetTokenLifetime(time.Minute)
 	ts, _, err := source.NewTokenSource(source.CredentialConfig{
-		TenantID: tenant, ClientID: clientID, ClientSecret: secret, Scope: "https://api-gov.securitycenter.microsoft.us/.default",
+		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, Scope: "https://api-gov.securitycenter.microsoft.us/.default",
 		AuthorityHost: e.URL(), HTTPClient: e.Client(),
 	})
 	if err != nil {
@@ -94,7 +94,7 @@ func TestPublicCloudDefaultAuthority(t *testing.T) {
 	defer e.Close()
 	// No AuthorityHost: the SDK's public-cloud default, routed to the fake.
 	ts, _, err := source.NewTokenSource(source.CredentialConfig{
-		TenantID: tenant, ClientID: clientID, ClientSecret: secret, HTTPClient: e.Client(),
+		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, HTTPClient: e.Client(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestPublicCloudDefaultAuthority(t *testing.T) {
 	}
 	// GCC High host.
 	ts, _, err = source.NewTokenSource(source.CredentialConfig{
-		TenantID: tenant, ClientID: clientID, ClientSecret: secret, HTTPClient: e.Client(),
+		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, HTTPClient: e.Client(),
 		AuthorityHost: "https://login.microsoftonline.us",
 	})
 	if err != nil {
@@ -130,7 +130,7 @@ func TestWrongSecretNamesTheProblem(t *testing.T) {
 	e := fakes.NewEntra(tenant, clientID, "the-right-one")
 	defer e.Close()
 	ts, _, err := source.NewTokenSource(source.CredentialConfig{
-		TenantID: tenant, ClientID: clientID, ClientSecret: secret,
+		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret,
 		AuthorityHost: e.URL(), HTTPClient: e.Client(),
 	})
 	if err != nil {
@@ -161,7 +161,7 @@ func TestUnknownClientAndTenant(t *testing.T) {
 		{"99999999-0000-0000-0000-000000000000", clientID, "AZURE_TENANT_ID"},
 	} {
 		ts, _, err := source.NewTokenSource(source.CredentialConfig{
-			TenantID: tc.tenant, ClientID: tc.client, ClientSecret: secret,
+			Kind: source.KindClientSecret, TenantID: tc.tenant, ClientID: tc.client, ClientSecret: secret,
 			AuthorityHost: e.URL(), HTTPClient: e.Client(),
 		})
 		if err != nil {
@@ -179,31 +179,43 @@ func TestUnknownClientAndTenant(t *testing.T) {
 }
 
 func TestCredentialSelection(t *testing.T) {
-	ts, kind, err := source.NewTokenSource(source.CredentialConfig{AccessToken: "static-token", ClientSecret: "x"})
+	// The kind decides; the fields of other credentials are not read.
+	ts, kind, err := source.NewTokenSource(source.CredentialConfig{Kind: source.KindAccessToken, AccessToken: "static-token", ClientSecret: "x"})
 	if err != nil || kind != source.KindAccessToken {
 		t.Fatalf("kind %q err %v", kind, err)
 	}
 	if tok, _ := ts.Token(context.Background()); tok != "static-token" {
 		t.Fatalf("token %q", tok)
 	}
-	if _, kind, err = source.NewTokenSource(source.CredentialConfig{}); err != nil || kind != source.KindManagedIdentity {
-		t.Fatalf("kind %q err %v", kind, err)
+	for _, cfg := range []source.CredentialConfig{
+		{Kind: source.KindManagedIdentity},
+		{Kind: source.KindManagedIdentity, ClientID: clientID, ClientSecret: secret, AccessToken: "ignored"},
+		{Kind: source.KindWorkloadIdentity, TenantID: tenant, ClientID: clientID, FederatedTokenFile: "/nonexistent", ClientSecret: secret},
+		{Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, CertificatePath: "/nonexistent.pem"},
+	} {
+		if _, kind, err = source.NewTokenSource(cfg); err != nil || kind != cfg.Kind {
+			t.Errorf("%s: kind %q err %v", cfg.Kind, kind, err)
+		}
 	}
-	if _, kind, err = source.NewTokenSource(source.CredentialConfig{ClientID: clientID}); err != nil || kind != source.KindManagedIdentity {
-		t.Fatalf("kind %q err %v", kind, err)
-	}
-	if _, kind, err = source.NewTokenSource(source.CredentialConfig{TenantID: tenant, ClientID: clientID, FederatedTokenFile: "/nonexistent"}); err != nil || kind != source.KindWorkloadIdentity {
-		t.Fatalf("kind %q err %v", kind, err)
-	}
-	if _, _, err = source.NewTokenSource(source.CredentialConfig{ClientSecret: secret}); err == nil || !strings.Contains(err.Error(), "AZURE_TENANT_ID") {
-		t.Fatalf("missing tenant: %v", err)
-	} else {
+	for _, tc := range []struct {
+		cfg  source.CredentialConfig
+		want string
+	}{
+		{source.CredentialConfig{}, "no kind"},
+		{source.CredentialConfig{Kind: "kerberos"}, "kerberos"},
+		{source.CredentialConfig{Kind: source.KindAccessToken, ClientSecret: secret}, "MDE_ACCESS_TOKEN not set"},
+		{source.CredentialConfig{Kind: source.KindClientSecret, ClientSecret: secret}, "AZURE_TENANT_ID and AZURE_CLIENT_ID not set"},
+		{source.CredentialConfig{Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, AccessToken: "tok"}, "AZURE_CLIENT_SECRET not set"},
+		{source.CredentialConfig{Kind: source.KindCertificate, TenantID: tenant, ClientID: clientID}, "AZURE_CLIENT_CERTIFICATE_PATH not set"},
+		{source.CredentialConfig{Kind: source.KindCertificate, TenantID: tenant, ClientID: clientID, CertificatePath: "/nonexistent.pem"}, "AZURE_CLIENT_CERTIFICATE_PATH"},
+		{source.CredentialConfig{Kind: source.KindWorkloadIdentity, TenantID: tenant, ClientID: clientID}, "AZURE_FEDERATED_TOKEN_FILE not set"},
+		{source.CredentialConfig{Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, AuthorityHost: "http://login.example"}, "AZURE_AUTHORITY_HOST"},
+	} {
+		_, _, err := source.NewTokenSource(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want one naming %q", tc.cfg.Kind, err, tc.want)
+			continue
+		}
 		assertNoSecrets(t, []string{err.Error()}, secret)
-	}
-	if _, _, err = source.NewTokenSource(source.CredentialConfig{TenantID: tenant, ClientID: clientID, CertificatePath: "/nonexistent.pem"}); err == nil || !strings.Contains(err.Error(), "AZURE_CLIENT_CERTIFICATE_PATH") {
-		t.Fatalf("missing certificate: %v", err)
-	}
-	if _, _, err = source.NewTokenSource(source.CredentialConfig{TenantID: tenant, ClientID: clientID, ClientSecret: secret, AuthorityHost: "http://login.example"}); err == nil {
-		t.Fatal("http authority accepted")
 	}
 }

@@ -59,7 +59,7 @@ func TestExportHostThatDoesNotExistFailsAtOnce(t *testing.T) {
 func TestAuthorityHostThatDoesNotExistFailsAtOnce(t *testing.T) {
 	dials := 0
 	ts, _, err := source.NewTokenSource(source.CredentialConfig{
-		TenantID: tenant, ClientID: clientID, ClientSecret: secret,
+		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret,
 		AuthorityHost: "https://login.microsoftonline.invalid", HTTPClient: noSuchHostClient(&dials),
 	})
 	if err != nil {

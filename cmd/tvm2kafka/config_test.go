@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,16 @@ import (
 
 func envOf(m map[string]string) lookupFunc {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// resolveRun resolves the settings of run from args and env as
+// `tvm2kafka run` does.
+func resolveRun(args []string, env map[string]string) (rawValues, error) {
+	raw, code, done, err := parseCommandLine("run", settings(), args, envOf(env), printRunUsage, io.Discard, io.Discard)
+	if done {
+		return nil, fmt.Errorf("command line refused (exit %d)", code)
+	}
+	return raw, err
 }
 
 func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
@@ -85,13 +97,9 @@ func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 }
 
 func TestFlagWinsOverEnvAndDefaults(t *testing.T) {
-	fs, vals := newFlagSet("run")
-	if err := fs.Parse([]string{"--kafka-topic", "from-flag", "--workers", "3"}); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := resolve(fs, vals, envOf(map[string]string{
+	raw, err := resolveRun([]string{"--kafka-topic", "from-flag", "--workers", "3"}, map[string]string{
 		"KAFKA_TOPIC": "from-env", "KAFKA_DLQ_TOPIC": "dlq-from-env", "TVM2KAFKA_WORKERS": "9",
-	}))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,15 +119,11 @@ func TestSecretsFromFiles(t *testing.T) {
 	if err := os.WriteFile(path, []byte("from-file-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs, vals := newFlagSet("run")
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := resolve(fs, vals, envOf(map[string]string{
+	raw, err := resolveRun(nil, map[string]string{
 		"AZURE_CLIENT_SECRET_FILE": path, "KAFKA_SASL_PASSWORD_FILE": path,
 		"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "KAFKA_BROKERS": "127.0.0.1:1",
 		"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u",
-	}))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +137,7 @@ func TestSecretsFromFiles(t *testing.T) {
 	if cfg.auth != "client-secret" {
 		t.Fatalf("auth = %q", cfg.auth)
 	}
-	if _, err := resolve(fs, vals, envOf(map[string]string{"AZURE_CLIENT_SECRET_FILE": filepath.Join(dir, "missing")})); err == nil {
+	if _, err := resolveRun(nil, map[string]string{"AZURE_CLIENT_SECRET_FILE": filepath.Join(dir, "missing")}); err == nil {
 		t.Fatal("a missing secret file was accepted")
 	}
 }
@@ -263,11 +267,7 @@ func TestLoggerRedactsSecrets(t *testing.T) {
 }
 
 func TestBooleanFlagsStandAlone(t *testing.T) {
-	fs, vals := newFlagSet("run")
-	if err := fs.Parse([]string{"--dry-run", "--kafka-tls=false", "--workers", "2"}); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := resolve(fs, vals, envOf(map[string]string{"MDE_ACCESS_TOKEN": "t0ken", "KAFKA_TLS": "true"}))
+	raw, err := resolveRun([]string{"--dry-run", "--kafka-tls=false", "--workers", "2"}, map[string]string{"MDE_ACCESS_TOKEN": "t0ken", "KAFKA_TLS": "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,22 +275,7 @@ func TestBooleanFlagsStandAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.dryRun || cfg.kafka.TLS || cfg.workers != 2 {
-		t.Fatalf("dryRun %v tls %v workers %d", cfg.dryRun, cfg.kafka.TLS, cfg.workers)
-	}
-}
-
-func TestReadmeDocumentsEverySetting(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range settings() {
-		if s.env == "" {
-			continue
-		}
-		if !strings.Contains(string(readme), "`"+s.env+"`") || !strings.Contains(string(readme), "`--"+s.flag+"`") {
-			t.Errorf("README.md does not document %s / --%s", s.env, s.flag)
-		}
+	if !cfg.Pipeline.DryRun || cfg.kafka.TLS || cfg.workers != 2 {
+		t.Fatalf("dryRun %v tls %v workers %d", cfg.Pipeline.DryRun, cfg.kafka.TLS, cfg.workers)
 	}
 }

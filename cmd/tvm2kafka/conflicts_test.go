@@ -86,11 +86,7 @@ func TestExplicitChoiceWarnsAboutUnusedSettings(t *testing.T) {
 		}
 	}
 	// A flag wins over the variable and over its _FILE: no conflict.
-	fs, vals := newFlagSet("run")
-	if err := fs.Parse([]string{"--azure-client-secret", "from-flag-value"}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := resolve(fs, vals, envOf(map[string]string{"AZURE_CLIENT_SECRET": "a-value", "AZURE_CLIENT_SECRET_FILE": "/nonexistent"}))
+	r, err := resolveRun([]string{"--azure-client-secret", "from-flag-value"}, map[string]string{"AZURE_CLIENT_SECRET": "a-value", "AZURE_CLIENT_SECRET_FILE": "/nonexistent"})
 	if err != nil || r["AZURE_CLIENT_SECRET"] != "from-flag-value" {
 		t.Fatalf("flag over variable and file: %q, %v", r["AZURE_CLIENT_SECRET"], err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,33 +28,28 @@ const demoToken = "demo-token"
 // broker (kfake), a local Defender API and a local blob store serving a
 // synthetic export, then reads the topic back and verifies it.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	devices := fs.Int("devices", 10000, "devices in the synthetic export")
-	parts := fs.Int("parts", 4, "part files of the synthetic export")
-	partitions := fs.Int("partitions", 6, "partitions of the demo topic")
-	workers := fs.Int("workers", runtime.NumCPU(), "part files processed at once")
-	compression := fs.String("compression", "lz4", "none | gzip | snappy | lz4 | zstd")
-	seed := fs.Int64("seed", 1, "seed of the synthetic export")
-	logLevel := fs.String("log-level", "info", "trace | debug | info | warn | error")
-	logFormat := fs.String("log-format", "console", "json | console")
+	list := declared[demoSettings]()
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: tvm2kafka demo [flags]\n\nRuns the whole pipeline with everything embedded: no network, no credentials.")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		printSettings(w, list)
 	}
-	if code, done := parseFlags(fs, args, usage, stdout, stderr); done {
+	raw, code, done, _ := parseCommandLine("demo", list, args, func(string) (string, bool) { return "", false }, usage, stdout, stderr)
+	if done {
 		return code
 	}
-	if *devices < 0 || *parts < 1 || *partitions < 1 {
-		fmt.Fprintln(stderr, "tvm2kafka demo: --devices must be ≥ 0, --parts and --partitions ≥ 1")
+	var in demoSettings
+	if err := joinErrors(decode(list, raw, &in)); err != nil {
+		fmt.Fprintf(stderr, "tvm2kafka demo: %v\n", err)
 		return exitUsage
+	}
+	d := in.Demo
+	if d.Workers == 0 {
+		d.Workers = runtime.NumCPU()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(stdout, "tvm2kafka demo: %d devices in %d parts → embedded Kafka, %d partitions\n", *devices, *parts, *partitions)
+	fmt.Fprintf(stdout, "tvm2kafka demo: %d devices in %d parts → embedded Kafka, %d partitions\n", d.Devices, d.Parts, d.Partitions)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		fmt.Fprintf(stderr, "tvm2kafka demo: embedded broker: %v\n", err)
@@ -67,7 +61,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The synthetic export in an embedded blob store.
 	store := fakes.NewBlobStore()
 	defer store.Close()
-	opts := synth.Options{Devices: *devices, Parts: *parts, Seed: *seed}
+	opts := synth.Options{Devices: d.Devices, Parts: d.Parts, Seed: int64(d.Seed)}
 	layout := synth.Plan(opts)
 	var urls []string
 	var buf bytes.Buffer
@@ -86,16 +80,16 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	defer defender.Close()
 
-	raw := defaultValues()
+	raw = defaultValues()
 	for k, v := range map[string]string{
 		"MDE_API_URL":            defender.URL(),
 		"MDE_ACCESS_TOKEN":       demoToken,
 		"KAFKA_BROKERS":          strings.Join(brokers, ","),
-		"KAFKA_TOPIC_PARTITIONS": strconv.Itoa(*partitions),
-		"KAFKA_COMPRESSION":      *compression,
-		"TVM2KAFKA_WORKERS":      strconv.Itoa(*workers),
-		"LOG_LEVEL":              *logLevel,
-		"LOG_FORMAT":             *logFormat,
+		"KAFKA_TOPIC_PARTITIONS": strconv.Itoa(d.Partitions),
+		"KAFKA_COMPRESSION":      d.Compression,
+		"TVM2KAFKA_WORKERS":      strconv.Itoa(d.Workers),
+		"LOG_LEVEL":              d.LogLevel,
+		"LOG_FORMAT":             d.LogFormat,
 	} {
 		raw[k] = v
 	}
@@ -119,25 +113,14 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rep := verify.Check(msgs, n)
 	run := rep.Run(res.RunID)
-	printDemoSummary(stdout, cfg.kafka.Topic, rep, run, *devices)
+	printDemoSummary(stdout, cfg.kafka.Topic, rep, run, d.Devices)
 	if code != exitOK {
 		return code
 	}
-	if run == nil || !run.Complete || run.Records != int64(*devices) {
+	if run == nil || !run.Complete || run.Records != int64(d.Devices) {
 		return exitFailed
 	}
 	return exitOK
-}
-
-// defaultValues are the defaults of every setting, as rawValues.
-func defaultValues() rawValues {
-	v := rawValues{}
-	for _, s := range settings() {
-		if s.env != "" {
-			v[s.env] = s.def
-		}
-	}
-	return v
 }
 
 func printDemoSummary(w io.Writer, topic string, rep *verify.Report, run *verify.Run, devices int) {

@@ -92,7 +92,7 @@ func (t *terminal) finish() {
 // reach the output either. Console output is coloured only on a terminal
 // (and not with NO_COLOR set).
 func newLogger(cfg *config, out io.Writer) zerolog.Logger {
-	return buildLogger(out, cfg.logFormat, cfg.logLevel, cfg.dryRun, cfg.secretsSeen)
+	return buildLogger(out, cfg.logFormat, cfg.logLevel, cfg.Pipeline.DryRun, cfg.secretsSeen)
 }
 
 func buildLogger(out io.Writer, format string, level zerolog.Level, dryRun bool, secrets []string) zerolog.Logger {
@@ -127,16 +127,8 @@ func fallbackLogger(raw rawValues, out io.Writer) zerolog.Logger {
 	return buildLogger(out, fallbackFormat(raw), level, false, rawSecrets(raw))
 }
 
-// rawSecrets are the values of the secret settings among raw.
-func rawSecrets(raw rawValues) []string {
-	var out []string
-	for _, s := range settings() {
-		if s.secret && raw[s.env] != "" {
-			out = append(out, raw[s.env])
-		}
-	}
-	return out
-}
+// rawSecrets are the values of the secret settings of run among raw.
+func rawSecrets(raw rawValues) []string { return secretsOf(settings(), raw) }
 
 // redactConfigError is err's text without any secret value.
 func redactConfigError(raw rawValues, err error) string {

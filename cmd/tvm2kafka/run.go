@@ -72,12 +72,11 @@ func run(ctx context.Context, args []string, lookup lookupFunc, stdout, stderr i
 // any network call).
 func loadCommand(name string, args []string, lookup lookupFunc, usage func(io.Writer), stdout, stderr io.Writer) (cfg *config, raw rawValues, term *terminal, code int, done bool) {
 	started := time.Now()
-	fs, vals := newFlagSet(name)
-	if code, done := parseFlags(fs, args, usage, stdout, stderr); done {
+	raw, code, done, err := parseCommandLine(name, settings(), args, lookup, usage, stdout, stderr)
+	if done {
 		return nil, nil, nil, code, true
 	}
 	term = newTerminal(stderr)
-	raw, err := resolve(fs, vals, lookup)
 	if err == nil {
 		cfg, err = parseConfig(raw)
 	}
@@ -94,7 +93,7 @@ func cmdRun(ctx context.Context, args []string, lookup lookupFunc, stdout, stder
 		return code
 	}
 	log := newLogger(cfg, term)
-	prof, err := startProfiles(cfg.cpuProfile, cfg.memProfile)
+	prof, err := startProfiles(cfg.Pipeline.CPUProfile, cfg.Pipeline.MemProfile)
 	if err != nil {
 		return configError("run", raw, err, term, started)
 	}
@@ -182,7 +181,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		if bytesIn != nil {
 			in = bytesIn()
 		}
-		logSummary(log, cfg.kafka.Topic, cfg.dryRun, out, in)
+		logSummary(log, cfg.kafka.Topic, cfg.Pipeline.DryRun, out, in)
 	}()
 	fail := func(err error, msg string) outcome {
 		log.Error().Err(err).Msg(msg)
@@ -205,9 +204,9 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		apiClient = &http.Client{Transport: &answerCounter{base: httpc.Transport, count: env.exportAnswer}, Timeout: httpc.Timeout}
 	}
 	exports, err := source.NewExportClient(source.ExportConfig{
-		BaseURL:       cfg.apiURL,
-		Export:        cfg.export,
-		SASValidHours: cfg.sasHours,
+		BaseURL:       cfg.Azure.APIURL,
+		Export:        cfg.Azure.Export,
+		SASValidHours: cfg.Azure.SASValidHours,
 		Tokens:        tokens,
 		HTTPClient:    apiClient,
 		Limiter:       env.limiter,
@@ -225,7 +224,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		k                         *producer.Kafka
 		tbl                       *tableTopic
 	)
-	if cfg.dryRun {
+	if cfg.Pipeline.DryRun {
 		pub, partitions, dlqPartitions = producer.Discard(), cfg.kafka.TopicPartitions, cfg.kafka.TopicPartitions
 		log.Warn().Int("partitions", partitions).Msg("dry run: records and markers are built and counted, then discarded; nothing is published and no broker is contacted")
 		if cfg.kafka.TableTopic != "" {
@@ -274,7 +273,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		}
 	}
 
-	log.Info().Str("auth", kind).Str("api", cfg.apiURL).Msg("requesting export")
+	log.Info().Str("auth", string(kind)).Str("api", cfg.Azure.APIURL).Msg("requesting export")
 	manifest, err := exports.Manifest(ctx)
 	if err != nil {
 		return fail(err, "export API: no snapshot taken, no marker written")
@@ -292,7 +291,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	// The table is read back only for a snapshot that is published.
 	var observer producer.Observer
 	if tbl != nil {
-		if observer, err = tbl.load(ctx, manifest, runID, cfg.retryMax, log); err != nil {
+		if observer, err = tbl.load(ctx, manifest, runID, cfg.Pipeline.RetryMax, log); err != nil {
 			return fail(err, "table topic: cannot read it back; nothing was published")
 		}
 	}
@@ -301,7 +300,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		HTTPClient:    httpc,
 		Refresh:       exports.Manifest,
 		GeneratedTime: manifest.GeneratedTime,
-		MaxElapsed:    cfg.retryMax,
+		MaxElapsed:    cfg.Pipeline.RetryMax,
 		Logger:        log,
 	})
 	snap, err := producer.NewSnapshot(producer.SnapshotConfig{
@@ -314,7 +313,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 		Workers:         cfg.workers,
 		MaxMessageBytes: cfg.kafka.MaxMessageBytes,
 		Retryable:       source.IsRetryable,
-		RetryMaxElapsed: cfg.retryMax,
+		RetryMaxElapsed: cfg.Pipeline.RetryMax,
 		Logger:          log,
 		Observer:        observer,
 	}, blobs, pub)
@@ -330,7 +329,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	switch {
 	case err == nil:
 		out.result, out.code = resultComplete, exitOK
-		if !cfg.dryRun {
+		if !cfg.Pipeline.DryRun {
 			out.topicGeneratedTime = manifest.GeneratedTime
 		}
 	case producer.IsComplete(err):
@@ -363,21 +362,21 @@ func checkTail(ctx context.Context, k *producer.Kafka, cfg *config, m schema.Man
 		out.topicGeneratedTime = gen
 	}
 	now := time.Now()
-	v := decide(tail, m, now, cfg.lease, cfg.force)
+	v := decide(tail, m, now, cfg.Runs.Lease, cfg.Runs.Force)
 	for _, d := range v.dead {
 		log.Warn().Str("other_run_id", d.RunID).Time("other_last_write", d.LastWrite).Ints("partitions", d.Partitions).
-			Str("lease", cfg.lease.String()).Msg("an unfinished run's lease has expired: treating it as dead")
+			Str("lease", cfg.Runs.Lease.String()).Msg("an unfinished run's lease has expired: treating it as dead")
 	}
 	switch {
-	case v.unchanged && !cfg.force:
+	case v.unchanged && !cfg.Runs.Force:
 		log.Info().Str("export", m.Export).Str("generated_time", m.GeneratedTime).Str("topic", cfg.kafka.Topic).
 			Int("partitions", partitions).Msg("snapshot unchanged")
 		out.result, out.code = resultUnchanged, exitOK
 		return true
-	case v.live != nil && !cfg.force:
-		err := &leaseError{run: *v.live, topic: cfg.kafka.Topic, age: now.Sub(v.live.LastWrite), lease: cfg.lease}
+	case v.live != nil && !cfg.Runs.Force:
+		err := &leaseError{run: *v.live, topic: cfg.kafka.Topic, age: now.Sub(v.live.LastWrite), lease: cfg.Runs.Lease}
 		log.Error().Str("other_run_id", v.live.RunID).Time("other_last_write", v.live.LastWrite).Ints("partitions", v.live.Partitions).
-			Str("lease", cfg.lease.String()).Msg("another run is publishing to the topic; nothing published")
+			Str("lease", cfg.Runs.Lease.String()).Msg("another run is publishing to the topic; nothing published")
 		out.result, out.code, out.err = resultSkipped, exitFailed, err
 		return true
 	case v.unchanged:

@@ -41,9 +41,9 @@ func cmdServe(ctx context.Context, args []string, lookup lookupFunc, stdout, std
 	}
 	// Binding the address is local: an address that cannot be bound is
 	// bad configuration, reported before any network call.
-	ln, err := net.Listen("tcp", cfg.httpAddr)
+	ln, err := net.Listen("tcp", cfg.Runs.HTTPAddr)
 	if err != nil {
-		return configError("serve", raw, fmt.Errorf("TVM2KAFKA_HTTP_ADDR: cannot listen on %q: %w", cfg.httpAddr, err), term, started)
+		return configError("serve", raw, fmt.Errorf("TVM2KAFKA_HTTP_ADDR: cannot listen on %q: %w", cfg.Runs.HTTPAddr, err), term, started)
 	}
 	log := newLogger(cfg, term)
 	cfg.goMemLimit, cfg.goMemLimitSet = applyMemoryLimit(cfg.res)
@@ -55,7 +55,7 @@ func cmdServe(ctx context.Context, args []string, lookup lookupFunc, stdout, std
 	// After the first signal a second one ends the process at once.
 	context.AfterFunc(sigctx, stop)
 
-	s := &server{cfg: cfg, log: log, metrics: newMetrics(cfg.interval), ready: &readiness{}, progress: newProgress(term, 10*time.Second)}
+	s := &server{cfg: cfg, log: log, metrics: newMetrics(cfg.Runs.Interval), ready: &readiness{}, progress: newProgress(term, 10*time.Second)}
 	return s.run(sigctx, ln, cancel)
 }
 
@@ -69,10 +69,10 @@ type server struct {
 }
 
 func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCauseFunc) int {
-	logStart(s.log.With().Str("http_addr", ln.Addr().String()).Str("interval", s.cfg.interval.String()).Logger(),
+	logStart(s.log.With().Str("http_addr", ln.Addr().String()).Str("interval", s.cfg.Runs.Interval.String()).Logger(),
 		s.cfg, "serve", "serve starting")
-	if s.cfg.interval < minQuietInterval {
-		s.log.Warn().Str("interval", s.cfg.interval.String()).
+	if s.cfg.Runs.Interval < minQuietInterval {
+		s.log.Warn().Str("interval", s.cfg.Runs.Interval.String()).
 			Msg("TVM2KAFKA_INTERVAL is below 3m: the export API allows 20 calls an hour, runs will wait for the rate limiter")
 	}
 
@@ -109,7 +109,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCa
 		if ctx.Err() != nil {
 			break
 		}
-		next := nextRun(out, s.cfg.interval, jitter(s.cfg.interval))
+		next := nextRun(out, s.cfg.Runs.Interval, jitter(s.cfg.Runs.Interval))
 		s.log.Info().Time("next_run", next).Str("last_result", out.result).Msg("next snapshot scheduled")
 		t := time.NewTimer(time.Until(next))
 		select {

@@ -193,8 +193,8 @@ func TestWorkersDefaultIsAutomatic(t *testing.T) {
 	if cfg.effective["TVM2KAFKA_WORKERS"] == "" || cfg.effective["MDE_ACCESS_TOKEN"] != "[REDACTED]" {
 		t.Fatalf("effective settings %v", cfg.effective)
 	}
-	if cfg.lease != 15*time.Minute || cfg.interval != time.Hour || cfg.httpAddr != ":8080" || cfg.force {
-		t.Fatalf("defaults: lease %v interval %v addr %q force %v", cfg.lease, cfg.interval, cfg.httpAddr, cfg.force)
+	if cfg.Runs.Lease != 15*time.Minute || cfg.Runs.Interval != time.Hour || cfg.Runs.HTTPAddr != ":8080" || cfg.Runs.Force {
+		t.Fatalf("defaults: lease %v interval %v addr %q force %v", cfg.Runs.Lease, cfg.Runs.Interval, cfg.Runs.HTTPAddr, cfg.Runs.Force)
 	}
 }
 

@@ -66,3 +66,13 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+func printRunUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: tvm2kafka run [flags]")
+	fmt.Fprintln(w, "\nTakes one snapshot of the Defender export and publishes it to Kafka, then exits.")
+	fmt.Fprintln(w, "Every setting is a flag and an environment variable; the flag wins. Secrets can also be")
+	fmt.Fprintln(w, "read from a file named by <VARIABLE>_FILE.")
+	printSettings(w, settings())
+	fmt.Fprintln(w, "\nExit status: 0 snapshot complete or export unchanged, 1 snapshot failed (abort markers written where")
+	fmt.Fprintln(w, "start markers were) or another run is publishing, 2 bad configuration or usage.")
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,45 +14,17 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tvm2kafka/tvm2kafka/consumer"
+	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
-
-// verifyEnv names the settings `tvm2kafka verify` reads: the Kafka
-// connection and the logs. It needs no Azure credentials.
-var verifyEnv = map[string]bool{
-	"KAFKA_BROKERS": true, "KAFKA_TOPIC": true,
-	"KAFKA_SASL_MECHANISM": true, "KAFKA_SASL_USERNAME": true, "KAFKA_SASL_PASSWORD": true,
-	"KAFKA_TLS": true, "KAFKA_TLS_CA_FILE": true, "KAFKA_TLS_CERT_FILE": true, "KAFKA_TLS_KEY_FILE": true,
-	"KAFKA_TLS_KEY_PASSWORD": true,
-	"LOG_LEVEL":              true, "LOG_FORMAT": true,
-}
-
-func verifySettings() []setting {
-	var out []setting
-	for _, s := range settings() {
-		if verifyEnv[s.env] {
-			out = append(out, s)
-		}
-	}
-	return out
-}
 
 func printVerifyUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: tvm2kafka verify [--max-age DURATION] [--output text|json] [flags]")
 	fmt.Fprintln(w, "\nReports the newest snapshot in KAFKA_TOPIC, read from the newest snapshot-start of each")
 	fmt.Fprintln(w, "partition (not the whole topic): per partition its run id, markers and record count.")
-	fmt.Fprintln(w, "\n  --max-age DURATION   also fail when the snapshot's generatedTime is older (e.g. 26h, 2d)")
-	fmt.Fprintln(w, "  --output FORMAT      text (default) or json: one JSON object on stdout")
-	fmt.Fprintln(w, "  --timeout DURATION   give up after this long (default 2m)")
-	fmt.Fprintln(w, "\nKafka settings (flag or environment variable; the flag wins):")
-	for _, s := range verifySettings() {
-		def := s.def
-		if def == "" {
-			def = "-"
-		}
-		fmt.Fprintf(w, "  --%s / %s (default %s)\n      %s\n", s.flag, s.env, def, s.help)
-	}
+	fmt.Fprintln(w, "It reads the Kafka and log settings of run (flag or environment variable; the flag wins).")
+	printSettings(w, declared[verifySettings]())
 	fmt.Fprintln(w, "\nExit status: 0 every partition holds snapshot-start and snapshot-end of one run with")
 	fmt.Fprintln(w, "partitionRecords records of it between them (and it is not older than --max-age);")
 	fmt.Fprintln(w, "1 otherwise, also when the topic holds no snapshot; 2 bad configuration or usage.")
@@ -132,98 +103,43 @@ type countOnly struct{}
 func (countOnly) Add(*consumer.Record) error { return nil }
 
 func loadVerifyOptions(args []string, lookup lookupFunc, stdout, stderr io.Writer) (*verifyOptions, int) {
-	list := verifySettings()
-	fs, vals := newFlagSetOf("verify", list)
-	maxAge := fs.String("max-age", "", "fail when the snapshot's generatedTime is older than this")
-	output := fs.String("output", "text", "text | json")
-	timeout := fs.String("timeout", "2m", "give up after this long")
-	if code, done := parseFlags(fs, args, printVerifyUsage, stdout, stderr); done {
+	list := declared[verifySettings]()
+	raw, code, done, err := parseCommandLine("verify", list, args, lookup, printVerifyUsage, stdout, stderr)
+	if done {
 		return nil, code
 	}
 	fail := func(err error) (*verifyOptions, int) {
-		fmt.Fprintf(stderr, "tvm2kafka verify: configuration error:\n%v\n(see tvm2kafka verify --help)\n", err)
+		fmt.Fprintf(stderr, "tvm2kafka verify: configuration error:\n%v\n(see tvm2kafka verify --help)\n", redact.New(secretsOf(list, raw)...).String(err.Error()))
 		return nil, exitUsage
 	}
-	raw, err := resolveSettings(list, fs, vals, lookup)
 	if err != nil {
 		return fail(err)
 	}
-	opts := &verifyOptions{}
-	var errs []error
-	if *maxAge != "" {
-		if opts.maxAge, err = parseAge(*maxAge); err != nil {
+	var in verifySettings
+	errs := decode(list, raw, &in)
+	opts := &verifyOptions{json: in.Verify.Output == "json", timeout: in.Verify.Timeout}
+	if in.Verify.MaxAge != "" {
+		if opts.maxAge, err = parseAge(in.Verify.MaxAge); err != nil {
 			errs = append(errs, fmt.Errorf("--max-age: %w", err))
 		}
 	}
-	switch strings.ToLower(*output) {
-	case "text":
-	case "json":
-		opts.json = true
-	default:
-		errs = append(errs, fmt.Errorf("--output: %q is not text or json", *output))
-	}
-	if d, err := time.ParseDuration(*timeout); err != nil || d <= 0 {
-		errs = append(errs, fmt.Errorf("--timeout: %q is not a positive duration such as 2m", *timeout))
-	} else {
-		opts.timeout = d
-	}
-	opts.log = &config{logFormat: strings.ToLower(raw["LOG_FORMAT"])}
-	if lvl, err := zerolog.ParseLevel(strings.ToLower(raw["LOG_LEVEL"])); err != nil || raw["LOG_LEVEL"] == "" {
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of trace, debug, info, warn, error", raw["LOG_LEVEL"]))
-	} else {
-		opts.log.logLevel = lvl
-	}
-	if f := opts.log.logFormat; f != "json" && f != "console" {
-		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is not json or console", raw["LOG_FORMAT"]))
-	}
-	k, kerrs := kafkaConnection(raw)
+	opts.log = &config{logFormat: in.Logs.Format, secretsSeen: secretsOf(list, raw)}
+	opts.log.logLevel, _ = zerolog.ParseLevel(in.Logs.Level)
+	k, kerrs := kafkaConfig(in.Kafka)
 	errs = append(errs, kerrs...)
-	opts.kafka = k
-	if k.SASLPassword != "" {
-		opts.log.secretsSeen = []string{k.SASLPassword}
-	}
-	if len(errs) > 0 {
-		return fail(errors.Join(errs...))
-	}
-	return opts, exitOK
-}
-
-// kafkaConnection reads the connection settings (brokers, topic, SASL,
-// TLS) of raw into a validated producer.Config with defaults elsewhere.
-func kafkaConnection(v rawValues) (producer.Config, []error) {
-	k := producer.DefaultConfig()
-	var errs []error
-	if b := strings.TrimSpace(v["KAFKA_BROKERS"]); b != "" {
-		for _, h := range strings.Split(b, ",") {
-			h = strings.TrimSpace(h)
-			if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
-				errs = append(errs, fmt.Errorf("KAFKA_BROKERS: %q is not host:port", h))
-			}
-			k.Brokers = append(k.Brokers, h)
-		}
-	} else {
+	if len(k.Brokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS: required (comma-separated host:port)"))
-	}
-	k.Topic = v["KAFKA_TOPIC"]
-	k.SASLMechanism = strings.ToUpper(v["KAFKA_SASL_MECHANISM"])
-	k.SASLUsername = v["KAFKA_SASL_USERNAME"]
-	k.SASLPassword = v["KAFKA_SASL_PASSWORD"]
-	k.TLSCAFile, k.TLSCertFile, k.TLSKeyFile = v["KAFKA_TLS_CA_FILE"], v["KAFKA_TLS_CERT_FILE"], v["KAFKA_TLS_KEY_FILE"]
-	k.TLSKeyPassword = v["KAFKA_TLS_KEY_PASSWORD"]
-	tlsFiles := k.TLSCAFile != "" || k.TLSCertFile != "" || k.TLSKeyFile != ""
-	if t := strings.TrimSpace(v["KAFKA_TLS"]); t == "" {
-		k.TLS = tlsFiles // unset: on when a TLS file is given
-	} else if tls, err := strconv.ParseBool(t); err != nil {
-		errs = append(errs, fmt.Errorf("KAFKA_TLS: %q is not true or false", v["KAFKA_TLS"]))
-	} else if k.TLS = tls; !tls && tlsFiles {
-		errs = append(errs, errors.New("KAFKA_TLS: false, but KAFKA_TLS_CA_FILE, KAFKA_TLS_CERT_FILE or KAFKA_TLS_KEY_FILE is set: remove them or KAFKA_TLS"))
 	}
 	if len(errs) == 0 {
 		if err := k.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return k, errs
+	opts.kafka = k
+	if err := joinErrors(errs); err != nil {
+		return fail(err)
+	}
+	return opts, exitOK
 }
 
 // parseAge parses a Go duration, or a whole number of days such as "2d".

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/tvm2kafka/tvm2kafka/producer"
+)
+
+var updateReadme = flag.Bool("update-readme", false, "rewrite the README's settings tables from the declarations")
+
+// readmeTables are the README's tables generated from the declarations:
+// the text between "<!-- settings: NAME -->" and "<!-- /settings -->".
+var readmeTables = map[string][]setting{
+	"run":    settings(),
+	"verify": onlyGroup(declared[verifySettings](), "Verify"),
+}
+
+func onlyGroup(list []setting, group string) []setting {
+	var out []setting
+	for _, s := range list {
+		if s.group == group {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// The README's configuration tables are generated from the declarations
+// (settings.go); `go test ./cmd/tvm2kafka -run TestReadmeSettingsTables
+// -update-readme` rewrites them.
+func TestReadmeSettingsTables(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for name, list := range readmeTables {
+		begin, end := "<!-- settings: "+name+" -->\n", "<!-- /settings -->"
+		i := strings.Index(readme, begin)
+		if i < 0 {
+			t.Errorf("README.md has no %q", begin)
+			continue
+		}
+		i += len(begin)
+		j := strings.Index(readme[i:], end)
+		if j < 0 {
+			t.Fatalf("README.md: %q is not closed by %q", begin, end)
+		}
+		want := settingsTable(list)
+		if got := readme[i : i+j]; got != want {
+			if *updateReadme {
+				readme = readme[:i] + want + readme[i+j:]
+				continue
+			}
+			t.Errorf("README.md's %s settings table differs from the declaration; run go test ./cmd/tvm2kafka -run TestReadmeSettingsTables -update-readme\nwant:\n%s", name, want)
+		}
+	}
+	if *updateReadme && readme != string(b) {
+		if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Every declaration is complete and consistent: unique names, defaults
+// that pass their own checks, an enum's default among its values.
+func TestDeclarations(t *testing.T) {
+	for name, list := range map[string][]setting{
+		"run": settings(), "verify": declared[verifySettings](), "demo": declared[demoSettings](),
+	} {
+		seen := map[string]bool{}
+		for _, s := range list {
+			for _, n := range []string{s.env, "--" + s.flag} {
+				if n != "" && seen[n] {
+					t.Errorf("%s: %s declared twice", name, n)
+				}
+				seen[n] = true
+			}
+			if len(s.enum) > 0 && s.def != "" && indexFold(s.enum, s.def) < 0 {
+				t.Errorf("%s: %s: default %q is not among %v", name, s.key(), s.def, s.enum)
+			}
+			if (s.min == "") != (s.max == "") {
+				t.Errorf("%s: %s: a range needs min and max", name, s.key())
+			}
+			if s.secret && s.env == "" {
+				t.Errorf("%s: --%s: a secret needs a variable (secrets are never needed on the command line)", name, s.flag)
+			}
+		}
+	}
+	var r runSettings
+	if errs := decode(settings(), defaultValues(), &r); len(errs) > 0 {
+		t.Errorf("run's defaults: %v", errs)
+	}
+	var v verifySettings
+	if errs := decode(declared[verifySettings](), defaultsOf(declared[verifySettings]()), &v); len(errs) > 0 {
+		t.Errorf("verify's defaults: %v", errs)
+	}
+	var d demoSettings
+	if errs := decode(declared[demoSettings](), defaultsOf(declared[demoSettings]()), &d); len(errs) > 0 {
+		t.Errorf("demo's defaults: %v", errs)
+	}
+}
+
+// The declared Kafka defaults are the producer's.
+func TestDeclaredDefaultsAreTheProducers(t *testing.T) {
+	var in runSettings
+	if errs := decode(settings(), defaultValues(), &in); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	d := producer.DefaultConfig()
+	if in.Kafka.Topic != d.Topic || in.Topics.Compression != d.Compression || in.Topics.Partitions != d.TopicPartitions ||
+		in.Topics.ReplicationFactor != d.TopicReplicationFactor || in.Topics.MaxMessageBytes != d.MaxMessageBytes ||
+		in.Pipeline.RetryMax != d.RetryMaxElapsed {
+		t.Fatalf("declared %+v %+v, producer %+v", in.Kafka, in.Topics, d)
+	}
+}
+
+// decode checks the type, enum and range of every setting and names the
+// setting in each error; enums are case-insensitive and stored as
+// declared; an unset tri-state stays unset.
+func TestDecode(t *testing.T) {
+	list := settings()
+	raw := defaultValues()
+	raw["KAFKA_SASL_MECHANISM"] = "scram-sha-512"
+	raw["LOG_LEVEL"] = "DEBUG"
+	raw["TVM2KAFKA_LEASE"] = "5m"
+	var in runSettings
+	if errs := decode(list, raw, &in); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if in.Kafka.SASLMechanism != "SCRAM-SHA-512" || in.Logs.Level != "debug" || in.Kafka.TLS != nil ||
+		in.Runs.Lease.Minutes() != 5 || in.Azure.SASValidHours != 0 || in.Pipeline.Workers != 0 {
+		t.Fatalf("decoded %+v", in)
+	}
+	raw["KAFKA_TLS"] = "false"
+	if errs := decode(list, raw, &in); len(errs) > 0 || in.Kafka.TLS == nil || *in.Kafka.TLS {
+		t.Fatalf("KAFKA_TLS=false: %v %v", in.Kafka.TLS, errs)
+	}
+	for env, bad := range map[string]string{
+		"KAFKA_COMPRESSION": "brotli", "MDE_AUTH": "kerberos", "LOG_FORMAT": "", "MDE_SAS_VALID_HOURS": "25",
+		"TVM2KAFKA_WORKERS": "x", "TVM2KAFKA_INTERVAL": "-1h", "TVM2KAFKA_FORCE": "yes please", "KAFKA_TLS": "maybe",
+		"KAFKA_TOPIC_PARTITIONS": "0",
+	} {
+		r := defaultValues()
+		r[env] = bad
+		errs := decode(list, r, &runSettings{})
+		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), env+": ") {
+			t.Errorf("%s=%q: %v, want one error naming %s", env, bad, errs, env)
+		}
+	}
+	// A flag-only setting is named by its flag.
+	vl := declared[verifySettings]()
+	r := defaultsOf(vl)
+	r["--output"] = "yaml"
+	if errs := decode(vl, r, &verifySettings{}); len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "--output: ") {
+		t.Errorf("--output=yaml: %v", errs)
+	}
+}
+
+// settingsTable is the README's table of the settings of list (Markdown).
+func settingsTable(list []setting) string {
+	var b strings.Builder
+	b.WriteString("| variable | flag | default | meaning |\n|---|---|---|---|\n")
+	code := func(s string) string { return "`" + s + "`" }
+	for _, s := range list {
+		env := "—"
+		if s.env != "" {
+			env = code(s.env)
+		}
+		def, value := s.defaultText()
+		switch {
+		case value:
+			def = code(def)
+		case def == "-":
+			def = "—"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", env, code("--"+s.flag), def, strings.ReplaceAll(s.describe(code), "|", `\|`))
+	}
+	return b.String()
+}
