@@ -55,6 +55,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_TAG=bench
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 RIG="${BENCH_DIR:-${TVM2KAFKA_RIG_DIR:-$ROOT/.rig}/bench}"
 
 records=1000000
@@ -66,10 +69,6 @@ seed=1
 workers=""
 profile=0
 java=1
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -107,28 +106,9 @@ DATA="$RIG/data-r$records-p$parts-s$seed"
 GEN="$RIG/gen"
 TVM="$RIG/tvm2kafka"
 
-# ------------------------------------------------------------------ cleanup
-started=()
-manifest_pid=""
-cleanup() {
-	local rc=$?
-	if [[ -n "$manifest_pid" ]]; then
-		kill "$manifest_pid" 2>/dev/null || true
-		wait "$manifest_pid" 2>/dev/null || true
-	fi
-	local s
-	for s in "${started[@]}"; do
-		"$ROOT/scripts/$s.sh" stop || log "stopping $s failed"
-	done
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 # ------------------------------------------------------------------ build and data
-log "building tvm2kafka and bench/gen"
-(cd "$ROOT" && go build -o "$TVM" ./cmd/tvm2kafka && go build -o "$GEN" ./bench/gen)
+bench_traps
+bench_build
 "$GEN" gen --records "$records" --parts "$parts" --seed "$seed" --out "$DATA" >&2
 PAYLOAD="$DATA/payload.txt"
 if ((java)) && [[ ! -s "$PAYLOAD" || "$PAYLOAD" -ot "$DATA/layout.json" ]]; then
@@ -138,19 +118,7 @@ if ((java)) && [[ ! -s "$PAYLOAD" || "$PAYLOAD" -ot "$DATA/layout.json" ]]; then
 fi
 
 # ------------------------------------------------------------------ services
-for s in kafka azurite; do
-	if "$ROOT/scripts/$s.sh" status >/dev/null 2>&1; then
-		log "$s already running: using it"
-	else
-		"$ROOT/scripts/$s.sh" start
-		started+=("$s")
-	fi
-done
-eval "$("$ROOT/scripts/kafka.sh" env)"
-eval "$("$ROOT/scripts/azurite.sh" env)"
-BROKERS="${IT_KAFKA_BROKERS:?scripts/kafka.sh env did not set IT_KAFKA_BROKERS}"
-BLOB="${IT_AZURITE_BLOB:?scripts/azurite.sh env did not set IT_AZURITE_BLOB}"
-JARS="${IT_KAFKA_JARS:?scripts/kafka.sh env did not set IT_KAFKA_JARS}"
+bench_services
 if ((java)); then
 	ls "$JARS"/kafka-tools-*.jar >/dev/null 2>&1 || die "no kafka-tools jar in $JARS (scripts/kafka.sh jars)"
 	# Tool logging at WARN on stderr: stdout holds only the benchmark's lines.
@@ -169,24 +137,11 @@ if ((java)); then
 	JAVA_HEAP_MB=$(($(stat -c %s "$PAYLOAD") * 2 / 1048576 + 512))
 fi
 
-"$GEN" upload --dir "$DATA" --blob "$BLOB" >&2
-"$GEN" serve-manifest --dir "$DATA" >"$RIG/manifest-$RUN.url" 2>"$RIG/manifest-$RUN.log" &
-manifest_pid=$!
-MDE_URL=""
-for _ in $(seq 100); do
-	MDE_URL="$(head -n1 "$RIG/manifest-$RUN.url" 2>/dev/null || true)"
-	[[ "$MDE_URL" == http://* ]] && break
-	kill -0 "$manifest_pid" 2>/dev/null || die "manifest server exited: $(cat "$RIG/manifest-$RUN.log")"
-	sleep 0.1
-done
-[[ "$MDE_URL" == http://* ]] || die "manifest server did not print its URL"
+serve_export "$DATA"
+MDE_URL="$URL"
 log "fake Defender API at $MDE_URL"
 
 # ------------------------------------------------------------------ contenders
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-maxrss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
-
 # expect_count TOPIC N: the topic holds exactly N messages.
 expect_count() {
 	local got

@@ -30,6 +30,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_TAG=table-bench
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 RIG="${BENCH_DIR:-${TVM2KAFKA_RIG_DIR:-$ROOT/.rig}/bench}"
 
 records=1000000
@@ -37,10 +40,6 @@ parts=8
 rounds=3
 change=100
 partitions=6
-
-log() { printf '[table-bench] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -68,65 +67,20 @@ GEN="$RIG/gen"
 TVM="$RIG/tvm2kafka"
 TABLE="bench.table.$RUN"
 
-started=()
-servers=()
-cleanup() {
-	local rc=$? s
-	for s in "${servers[@]}"; do
-		kill "$s" 2>/dev/null || true
-		wait "$s" 2>/dev/null || true
-	done
-	[[ -n "${BROKERS:-}" ]] && "$GEN" delete-topic --brokers "$BROKERS" --topic "$TABLE" >/dev/null 2>&1 || true
-	for s in "${started[@]}"; do
-		"$ROOT/scripts/$s.sh" stop || log "stopping $s failed"
-	done
-	exit "$rc"
+bench_on_exit() {
+	[[ -z "${BROKERS:-}" ]] || "$GEN" delete-topic --brokers "$BROKERS" --topic "$TABLE" >/dev/null 2>&1
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-log "building tvm2kafka and bench/gen"
-(cd "$ROOT" && go build -o "$TVM" ./cmd/tvm2kafka && go build -o "$GEN" ./bench/gen)
+bench_traps
+bench_build
 "$GEN" gen --records "$records" --parts "$parts" --seed 1 --out "$DATA_A" >&2
 "$GEN" gen --records "$records" --parts "$parts" --seed 1 --change-every "$change" --out "$DATA_B" >&2
 
-for s in kafka azurite; do
-	if "$ROOT/scripts/$s.sh" status >/dev/null 2>&1; then
-		log "$s already running: using it"
-	else
-		"$ROOT/scripts/$s.sh" start
-		started+=("$s")
-	fi
-done
-eval "$("$ROOT/scripts/kafka.sh" env)"
-eval "$("$ROOT/scripts/azurite.sh" env)"
-BROKERS="${IT_KAFKA_BROKERS:?}"
-BLOB="${IT_AZURITE_BLOB:?}"
-
-# serve DIR: upload an export and serve its manifest (in this shell, so that
-# cleanup stops the server); sets URL to the API's URL.
-serve() {
-	local i
-	URL=""
-	"$GEN" upload --dir "$1" --blob "$BLOB" >&2
-	"$GEN" serve-manifest --dir "$1" >"$1/manifest-$RUN.url" 2>"$1/manifest-$RUN.log" &
-	servers+=($!)
-	for i in $(seq 100); do
-		URL="$(head -n1 "$1/manifest-$RUN.url" 2>/dev/null || true)"
-		[[ "$URL" == http://* ]] && return 0
-		sleep 0.1
-	done
-	die "manifest server for $1 did not start"
-}
-serve "$DATA_A"
+bench_services
+serve_export "$DATA_A"
 URL_A="$URL"
-serve "$DATA_B"
+serve_export "$DATA_B"
 URL_B="$URL"
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-maxrss() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 cpusec() { awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$1"; }
 field() { grep "\"$2\"" "$1" | tail -n1 | sed -n "s/.*\"$3\":\([0-9.]*\).*/\1/p"; }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -132,36 +134,74 @@ func (r *initProducerIDRequest) Broker(c protocol.Cluster) (protocol.Broker, err
 }
 
 // EnsureTopic returns the partition count of topic, creating the topic with
-// partitions and replicationFactor (-1 = broker default) when it does not
-// exist. created tells whether this call created it.
+// partitions, replicationFactor (-1 = broker default) and the topic configs
+// of KAFKA_TOPIC_CONFIG when it does not exist. created tells whether this
+// call created it.
 func (k *Kafka) EnsureTopic(ctx context.Context, topic string, partitions, replicationFactor int) (n int, created bool, err error) {
-	n, err = k.partitionCount(ctx, topic)
+	return EnsureTopicOn(ctx, k.client, NewTopic{
+		Name: topic, Partitions: partitions, ReplicationFactor: replicationFactor,
+		Configs: k.cfg.topicConfigEntries(), ConfigsSetting: "KAFKA_TOPIC_CONFIG",
+	}, k.log)
+}
+
+// NewTopic is how EnsureTopicOn creates a missing topic.
+type NewTopic struct {
+	Name                          string
+	Partitions, ReplicationFactor int // ReplicationFactor -1: the brokers' default
+	Configs                       []kafka.ConfigEntry
+	// Setting is the setting that names the topic and ConfigsSetting the
+	// one Configs come from, for error messages ("" when there is none).
+	Setting, ConfigsSetting string
+}
+
+// EnsureTopicOn returns the partition count of t.Name on the brokers of c,
+// creating the topic as t says when it does not exist. created tells
+// whether this call created it (false when it existed, or was created
+// concurrently by someone else).
+func EnsureTopicOn(ctx context.Context, c *kafka.Client, t NewTopic, log zerolog.Logger) (n int, created bool, err error) {
+	n, err = partitionCount(ctx, c, t.Name)
 	if err == nil {
 		return n, false, nil
 	}
 	if !errors.Is(err, kafka.UnknownTopicOrPartition) {
 		return 0, false, err
 	}
-	k.log.Info().Str("topic", topic).Int("partitions", partitions).Int("replication_factor", replicationFactor).Msg("creating topic")
-	resp, err := k.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
-		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: replicationFactor, ConfigEntries: k.cfg.topicConfigEntries()}},
-	})
-	if err != nil {
-		return 0, false, fmt.Errorf("kafka: creating topic %q: %w", topic, err)
+	name := strconv.Quote(t.Name)
+	if t.Setting != "" {
+		name += " (" + t.Setting + ")"
 	}
-	cerr := resp.Errors[topic]
+	configs := make([]string, len(t.Configs))
+	for i, e := range t.Configs {
+		configs[i] = e.ConfigName + "=" + e.ConfigValue
+	}
+	log.Info().Str("topic", t.Name).Int("partitions", t.Partitions).Int("replication_factor", t.ReplicationFactor).Msg("creating topic")
+	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: t.ReplicationFactor, ConfigEntries: t.Configs,
+	}}})
+	if err != nil {
+		return 0, false, fmt.Errorf("kafka: creating topic %s: %w", name, err)
+	}
+	cerr := resp.Errors[t.Name]
 	switch {
 	case cerr == nil:
 		created = true
 	case errors.Is(cerr, kafka.TopicAlreadyExists): // created concurrently
 	case errors.Is(cerr, kafka.TopicAuthorizationFailed), errors.Is(cerr, kafka.ClusterAuthorizationFailed):
-		return 0, false, fmt.Errorf("kafka: topic %q does not exist and this principal may not create it (create it beforehand or grant CREATE): %w", topic, cerr)
+		with := ""
+		if len(configs) > 0 {
+			with = " with " + strings.Join(configs, ",")
+		}
+		return 0, false, fmt.Errorf("kafka: topic %s does not exist and this principal may not create it (create it beforehand%s, or grant CREATE): %w", name, with, cerr)
 	case errors.Is(cerr, kafka.InvalidConfiguration):
-		return 0, false, fmt.Errorf("kafka: the brokers refused the configs of topic %q (KAFKA_TOPIC_CONFIG): %w", topic, cerr)
+		from := t.ConfigsSetting
+		if from == "" {
+			from = strings.Join(configs, ",")
+		}
+		return 0, false, fmt.Errorf("kafka: the brokers refused the configs of topic %s (%s): %w", name, from, cerr)
 	case errors.Is(cerr, kafka.PolicyViolation), errors.Is(cerr, kafka.InvalidReplicationFactor), errors.Is(cerr, kafka.InvalidPartitionNumber):
-		return 0, false, fmt.Errorf("kafka: the brokers refused to create topic %q with %d partitions and replication factor %d (KAFKA_TOPIC_PARTITIONS, KAFKA_TOPIC_REPLICATION_FACTOR): %w", topic, partitions, replicationFactor, cerr)
+		return 0, false, fmt.Errorf("kafka: the brokers refused to create topic %s with %d partitions and replication factor %d (KAFKA_TOPIC_PARTITIONS, KAFKA_TOPIC_REPLICATION_FACTOR): %w", name, t.Partitions, t.ReplicationFactor, cerr)
 	default:
-		return 0, false, fmt.Errorf("kafka: creating topic %q: %w", topic, cerr)
+		return 0, false, fmt.Errorf("kafka: creating topic %s: %w", name, cerr)
 	}
 
 	// A new topic's metadata reaches every broker shortly after creation.
@@ -170,23 +210,23 @@ func (k *Kafka) EnsureTopic(ctx context.Context, topic string, partitions, repli
 	bo.MaxInterval = time.Second
 	bo.MaxElapsedTime = 30 * time.Second
 	err = backoff.Retry(func() error {
-		n, err = k.partitionCount(ctx, topic)
+		n, err = partitionCount(ctx, c, t.Name)
 		if err == nil && n == 0 {
 			err = errors.New("no partitions yet")
 		}
 		return err
 	}, backoff.WithContext(bo, ctx))
 	if err != nil {
-		return 0, created, fmt.Errorf("kafka: topic %q was created but its metadata is not available: %w", topic, err)
+		return 0, created, fmt.Errorf("kafka: topic %s was created but its metadata is not available: %w", name, err)
 	}
 	return n, created, nil
 }
 
 // partitionCount asks the brokers for the topic's metadata.
-func (k *Kafka) partitionCount(ctx context.Context, topic string) (int, error) {
-	resp, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+func partitionCount(ctx context.Context, c *kafka.Client, topic string) (int, error) {
+	resp, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return 0, fmt.Errorf("kafka: metadata of topic %q from %v: %w", topic, k.cfg.Brokers, err)
+		return 0, fmt.Errorf("kafka: metadata of topic %q from %v: %w", topic, c.Addr, err)
 	}
 	for _, t := range resp.Topics {
 		if t.Name != topic {

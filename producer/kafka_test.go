@@ -57,6 +57,7 @@ func TestEnsureTopic(t *testing.T) {
 func TestEnsureTopicCreationRefused(t *testing.T) {
 	c := newCluster(t)
 	c.ControlKey(int16(kmsg.CreateTopics), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
 		creq := req.(*kmsg.CreateTopicsRequest)
 		resp := creq.ResponseKind().(*kmsg.CreateTopicsResponse)
 		for _, rt := range creq.Topics {
@@ -71,6 +72,13 @@ func TestEnsureTopicCreationRefused(t *testing.T) {
 	_, _, err := k.EnsureTopic(context.Background(), "nope", 3, -1)
 	if err == nil || !errors.Is(err, kafka.TopicAuthorizationFailed) || !strings.Contains(err.Error(), "may not create") {
 		t.Fatalf("EnsureTopic = %v, want a clear authorization error", err)
+	}
+	// A topic of another setting, with configs of its own: the error names
+	// both, so that the operator can create it as it should be.
+	_, _, err = EnsureTopicOn(context.Background(), k.client, NewTopic{Name: "table", Partitions: 3, ReplicationFactor: -1,
+		Configs: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}, Setting: "KAFKA_TABLE_TOPIC"}, zerolog.Nop())
+	if !errors.Is(err, kafka.TopicAuthorizationFailed) || !strings.Contains(err.Error(), `"table" (KAFKA_TABLE_TOPIC)`) || !strings.Contains(err.Error(), "beforehand with cleanup.policy=compact") {
+		t.Fatalf("EnsureTopicOn = %v, want the setting and the configs named", err)
 	}
 }
 

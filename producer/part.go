@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/tvm2kafka/tvm2kafka/schema"
@@ -45,44 +47,51 @@ func (s *Snapshot) runPart(ctx context.Context, part schema.Part) error {
 		log:   s.log.With().Int("part", part.Index).Str("path", schema.BlobPath(part.Path)).Logger(),
 	}
 	defer pr.publishProgress()
-	bo := newExpBackOff(s.retryInitial, s.cfg.RetryMaxElapsed)
-	progressAt := int64(0)
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	bo := &progressBackOff{ExponentialBackOff: newExpBackOff(s.retryInitial, s.cfg.RetryMaxElapsed), progress: &pr.lastRead}
+	err := backoff.RetryNotify(func() error {
+		attempt++
 		err := pr.readOnce(ctx)
-		if err == nil {
-			s.partsDone.Add(1)
-			pr.log.Debug().Int64("lines", pr.lastRead).Msg("part done")
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		line := pr.seen + 1
 		var we *writeError
-		if errors.As(err, &we) {
-			return pr.partError(line, we.err)
+		if err == nil || ctx.Err() != nil || errors.As(err, &we) || !s.cfg.Retryable(err) {
+			return backoff.Permanent(err)
 		}
-		if !s.cfg.Retryable(err) {
-			return pr.partError(line, err)
-		}
-		if pr.lastRead > progressAt { // progress since the last failure
-			progressAt = pr.lastRead
-			bo.Reset()
-		}
-		d := bo.NextBackOff()
-		pr.log.Warn().Int64("line", line).Int("attempt", attempt).Str("error", redact(err.Error())).
+		return err
+	}, backoff.WithContext(bo, ctx), func(err error, d time.Duration) {
+		pr.log.Warn().Int64("line", pr.seen+1).Int("attempt", attempt).Str("error", redact(err.Error())).
 			Int64("resume_after_line", pr.lastRead).Dur("retry_in", d).Msg("part read failed; reopening")
-		if werr := sleep(ctx, d); werr != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return pr.partError(line, fmt.Errorf("%w (gave up after %d attempts)", err, attempt))
-		}
+	})
+	var we *writeError
+	switch {
+	case err == nil:
+		s.partsDone.Add(1)
+		pr.log.Debug().Int64("lines", pr.lastRead).Msg("part done")
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.As(err, &we):
+		err = we.err
+	case s.cfg.Retryable(err):
+		err = fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 	}
+	return &PartError{Part: pr.part.Index, Path: pr.part.Path, Line: pr.seen + 1, Err: err}
 }
 
-func (pr *partRun) partError(line int64, err error) *PartError {
-	return &PartError{Part: pr.part.Index, Path: pr.part.Path, Line: line, Err: err}
+// progressBackOff restarts its schedule (and its MaxElapsedTime) when the
+// part made progress since the previous failure: a part cut now and then
+// is retried for as long as each reopening reads further.
+type progressBackOff struct {
+	*backoff.ExponentialBackOff
+	progress *int64 // lines read so far
+	at       int64  // progress at the previous failure
+}
+
+func (b *progressBackOff) NextBackOff() time.Duration {
+	if *b.progress > b.at {
+		b.at = *b.progress
+		b.ExponentialBackOff.Reset()
+	}
+	return b.ExponentialBackOff.NextBackOff()
 }
 
 // readOnce opens the part and frames it to the end, skipping the lines up

@@ -517,21 +517,6 @@ func (s *Snapshot) refusedDeadLetter(_ recordKind, at position, rec decodedRecor
 	return &out, nil
 }
 
-// sleep waits d or until ctx is done; d == backoff.Stop gives up.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d < 0 {
-		return errors.New("retries exhausted")
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // graceCtx returns a context that is not cancelled with parent but grace
 // after parent is done.
 func graceCtx(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {

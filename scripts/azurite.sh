@@ -16,6 +16,9 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG_TAG=azurite.sh
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
 PKG_DIR="$SCRIPT_DIR/azurite"
 BIN="$PKG_DIR/node_modules/.bin/azurite-blob"
@@ -27,9 +30,6 @@ HOST=127.0.0.1
 PORT="${AZURITE_PORT:-10000}"
 ACCOUNT=devstoreaccount1
 START_TIMEOUT="${AZURITE_START_TIMEOUT:-60}"
-
-log() { printf '[azurite.sh] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 install() {
 	local stamp="$PKG_DIR/node_modules/.lock-stamp" want
@@ -45,41 +45,8 @@ install() {
 	log "azurite installed in $((SECONDS - t0)) s"
 }
 
-is_ours() {
-	local cmd
-	[[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null &&
-		cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" &&
-		[[ "$cmd" == *"$BIN --blobHost $HOST --blobPort $PORT "* ]]
-}
-
-# running prints the pid of the Azurite started by this script (from the pid
-# file, or found by its command line if a concurrent start lost the pid file).
-running() {
-	local pid
-	if [[ -f "$PIDFILE" ]]; then
-		pid="$(cat "$PIDFILE")"
-		if is_ours "$pid"; then
-			echo "$pid"
-			return 0
-		fi
-	fi
-	for pid in $(grep -lsF "$BIN" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
-		if is_ours "$pid"; then
-			mkdir -p "$STATE"
-			echo "$pid" >"$PIDFILE"
-			echo "$pid"
-			return 0
-		fi
-	done
-	return 1
-}
-
-# lock serialises install/start/stop between concurrent callers.
-lock() {
-	mkdir -p "$STATE"
-	exec 9>"$STATE/.ctl.lock"
-	flock -w 300 9 || die "could not lock $STATE/.ctl.lock within 300 s"
-}
+# running prints the pid of the Azurite started by this script and succeeds when it runs.
+running() { find_running "$PIDFILE" "$BIN" "$BIN --blobHost $HOST --blobPort $PORT "; }
 
 # ready: the blob endpoint answers HTTP (an anonymous list is refused with 403,
 # which is an answer).
@@ -95,7 +62,7 @@ cmd_start() {
 		log "already running (pid $pid)"
 		return 0
 	fi
-	if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
+	if port_open "$HOST" "$PORT"; then
 		die "port $PORT is taken by another process"
 	fi
 	command -v curl >/dev/null || die "curl not found"
@@ -118,8 +85,7 @@ cmd_start() {
 		if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
 			log "azurite did not start; last log lines:"
 			tail -n 40 "$LOGFILE" >&2 || true
-			kill -KILL "$pid" 2>/dev/null || true
-			while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+			kill_wait "$pid"
 			rm -f "$PIDFILE"
 			die "azurite failed to start"
 		fi
@@ -136,13 +102,7 @@ cmd_stop() {
 		return 0
 	fi
 	log "stopping azurite (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	local deadline=$((SECONDS + 15))
-	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-	fi
+	stop_pid "$pid" TERM 15
 	rm -f "$PIDFILE"
 	log "stopped"
 }
@@ -158,11 +118,11 @@ cmd_status() {
 }
 
 case "${1:-}" in
-start) lock && cmd_start ;;
-stop) lock && cmd_stop ;;
+start) lock_state "$STATE" 300 && cmd_start ;;
+stop) lock_state "$STATE" 300 && cmd_stop ;;
 status) cmd_status ;;
-env) printf 'export IT_AZURITE_BLOB=%q\n' "http://$HOST:$PORT/$ACCOUNT" ;;
-install) lock && install ;;
+env) print_env "IT_AZURITE_BLOB=http://$HOST:$PORT/$ACCOUNT" ;;
+install) lock_state "$STATE" 300 && install ;;
 *)
 	echo "usage: $0 start|stop|status|env|install" >&2
 	exit 2

@@ -35,6 +35,9 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG_TAG=kafka-cluster.sh
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
 SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
 
@@ -50,9 +53,6 @@ HEAP="${KAFKA_CLUSTER_HEAP_OPTS:--Xms128m -Xmx448m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
 ISR_TIMEOUT="${KAFKA_CLUSTER_ISR_TIMEOUT:-180}"
-
-log() { printf '[kafka-cluster.sh] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 [[ "$PORT_BASE" =~ ^[0-9]+$ ]] || die "KAFKA_CLUSTER_PORT must be a port number"
 
@@ -90,18 +90,7 @@ write_config() { # NODE
 		inter.broker.listener.name=PLAINTEXT
 		log.dirs=$dir/data
 
-		num.partitions=1
-		default.replication.factor=3
-		min.insync.replicas=2
-		offsets.topic.replication.factor=3
-		offsets.topic.num.partitions=3
-		transaction.state.log.replication.factor=3
-		transaction.state.log.min.isr=2
-		share.coordinator.state.topic.replication.factor=3
-		share.coordinator.state.topic.min.isr=2
-		auto.create.topics.enable=false
-		delete.topic.enable=true
-		group.initial.rebalance.delay.ms=0
+		$(kafka_defaults 3 2)
 		unclean.leader.election.enable=false
 
 		# small: three of these share two cores with the rig's broker and the tests
@@ -110,33 +99,17 @@ write_config() { # NODE
 		background.threads=2
 		file.delete.delay.ms=1000
 	EOF
-	cat >"$dir/log4j2.properties" <<-EOF
-		status = warn
-		appender.file.type = File
-		appender.file.name = FILE
-		appender.file.fileName = $(log_of "$n")
-		appender.file.append = true
-		appender.file.layout.type = PatternLayout
-		appender.file.layout.pattern = [%d] %p %m (%c)%n
-		rootLogger.level = INFO
-		rootLogger.appenderRef.file.ref = FILE
-		logger.kafka.name = kafka
-		logger.kafka.level = INFO
-		logger.state.name = state.change.logger
-		logger.state.level = WARN
-		logger.request.name = kafka.request.logger
-		logger.request.level = WARN
-	EOF
+	kafka_log4j "$dir/log4j2.properties" "$(log_of "$n")"
+}
+
+node_jvm() { # NODE: KAFKA_JVM for the node
+	kafka_jvm "$HEAP" "$(node_dir "$1")/log4j2.properties" "$(node_dir "$1")"
 }
 
 java_node() { # NODE MAINCLASS ARGS...
-	local n=$1 dir
+	node_jvm "$1"
 	shift
-	dir="$(node_dir "$n")"
-	# shellcheck disable=SC2086
-	java $HEAP -XX:+UseG1GC -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
-		-cp "$JARS/*" "$@"
+	"${KAFKA_JVM[@]}" "$@"
 }
 
 cluster_id() {
@@ -162,64 +135,24 @@ format_storage() { # NODE
 }
 
 # ---------------------------------------------------------------- process
-# is_ours PID NODE succeeds when PID is a live broker of this node's config.
-is_ours() {
-	local cmd
-	[[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null &&
-		cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" && [[ "$cmd" == *"kafka.Kafka $(conf_of "$2")"* ]]
-}
-
-# running NODE prints the node's pid and succeeds when it runs (from the pid
-# file, or found by its command line).
-running() {
-	local n=$1 pid pf
-	pf="$(pidfile_of "$n")"
-	if [[ -f "$pf" ]]; then
-		pid="$(cat "$pf")"
-		if is_ours "$pid" "$n"; then
-			echo "$pid"
-			return 0
-		fi
-	fi
-	for pid in $(grep -lsF "$(conf_of "$n")" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
-		if is_ours "$pid" "$n"; then
-			echo "$pid" >"$pf"
-			echo "$pid"
-			return 0
-		fi
-	done
-	return 1
-}
-
-lock() {
-	mkdir -p "$STATE"
-	exec 9>"$STATE/.ctl.lock"
-	flock -w 600 9 || die "could not lock $STATE/.ctl.lock within 600 s"
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# running NODE prints the node's pid and succeeds when it runs.
+running() { find_running "$(pidfile_of "$1")" "$(conf_of "$1")" "kafka.Kafka $(conf_of "$1")"; }
 
 # metadata NODE prints `kcat -L` as seen by the node (fails when it does not answer).
 metadata() { kcat -L -b "$(plain_addr "$1")" -m 5 2>/dev/null; }
 
-# brokers_seen NODE prints how many unfenced brokers the node's metadata lists.
-brokers_seen() {
-	local md
-	md="$(metadata "$1")" || return 1
-	[[ "$md" =~ (^|$'\n')\ *([0-9]+)\ brokers: ]] || return 1
-	echo "${BASH_REMATCH[2]}"
-}
+# seen NODE prints how many unfenced brokers the node's metadata lists.
+seen() { brokers_seen "$(plain_addr "$1")"; }
 
 # ready NODE: its client listeners accept connections and it sees all three
 # brokers registered and unfenced (itself included).
 ready() {
 	local n=$1
-	port_open "$(port "$n" 0)" && port_open "$(port "$n" 2)" || return 1
+	port_open "$HOST" "$(port "$n" 0)" && port_open "$HOST" "$(port "$n" 2)" || return 1
 	if command -v kcat >/dev/null; then
-		[[ "$(brokers_seen "$n")" == "${#NODES[@]}" ]]
+		[[ "$(seen "$n")" == "${#NODES[@]}" ]]
 	else
-		awk '/^=== start/ { up = 0 } /Kafka Server started/ { up = 1 } END { exit !up }' \
-			"$(log_of "$n")" 2>/dev/null
+		started_in_log "$(log_of "$n")"
 	fi
 }
 
@@ -230,17 +163,13 @@ start_node() { # NODE: start the process (no waiting)
 	fi
 	local p
 	for p in 0 1 2; do
-		port_open "$(port "$n" "$p")" && die "port $(port "$n" "$p") of node $n is taken by another process"
+		port_open "$HOST" "$(port "$n" "$p")" && die "port $(port "$n" "$p") of node $n is taken by another process"
 	done
 	write_config "$n"
 	format_storage "$n"
 	echo "=== start $(date -u +%FT%TZ)" >>"$(log_of "$n")"
-	local dir
-	dir="$(node_dir "$n")"
-	# shellcheck disable=SC2086
-	nohup java $HEAP -XX:+UseG1GC -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir" \
-		-cp "$JARS/*" kafka.Kafka "$(conf_of "$n")" </dev/null >>"$(log_of "$n")" 2>&1 8>&- 9>&- &
+	node_jvm "$n"
+	nohup "${KAFKA_JVM[@]}" kafka.Kafka "$(conf_of "$n")" </dev/null >>"$(log_of "$n")" 2>&1 8>&- 9>&- &
 	echo $! >"$(pidfile_of "$n")"
 }
 
@@ -269,14 +198,7 @@ wait_ready() {
 stop_node() {
 	local n=$1 sig=$2 pid
 	pid="$(running "$n")" || { rm -f "$(pidfile_of "$n")"; return 0; }
-	kill "-$sig" "$pid" 2>/dev/null || true
-	local deadline=$((SECONDS + STOP_TIMEOUT))
-	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "node $n did not stop within ${STOP_TIMEOUT}s; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-	fi
+	stop_pid "$pid" "$sig" "$STOP_TIMEOUT"
 	rm -f "$(pidfile_of "$n")"
 }
 
@@ -306,7 +228,7 @@ wait_in_sync() {
 	while ((SECONDS < deadline)); do
 		ok=1
 		for n in "${NODES[@]}"; do
-			[[ "$(brokers_seen "$n" 2>/dev/null)" == "${#NODES[@]}" ]] || { ok=0; break; }
+			[[ "$(seen "$n" 2>/dev/null)" == "${#NODES[@]}" ]] || { ok=0; break; }
 			urp="$(under_replicated "$n" 2>/dev/null)" || { ok=0; break; }
 			[[ "$urp" == 0 ]] || { ok=0; break; }
 		done
@@ -324,7 +246,7 @@ wait_gone() {
 		seen=0
 		for n in "${NODES[@]}"; do
 			((n == gone)) && continue
-			[[ "$(brokers_seen "$n" 2>/dev/null)" == "$((${#NODES[@]} - 1))" ]] && { seen=1; break; }
+			[[ "$(seen "$n" 2>/dev/null)" == "$((${#NODES[@]} - 1))" ]] && { seen=1; break; }
 		done
 		((seen)) && return 0
 		sleep 0.2
@@ -408,19 +330,17 @@ cmd_brokers() {
 }
 
 cmd_env() {
-	local n proxied=() routes=() kv
+	local n proxied=() routes=()
 	for n in "${NODES[@]}"; do
 		proxied+=("$HOST:$(port "$n" 3)")
 		routes+=("$HOST:$(port "$n" 3)=$HOST:$(port "$n" 2)")
 	done
-	for kv in \
+	print_env \
 		"IT_CLUSTER_BROKERS=$(cmd_brokers)" \
 		"IT_CLUSTER_PROXIED_BROKERS=$(IFS=,; echo "${proxied[*]}")" \
 		"IT_CLUSTER_PROXY_ROUTES=$(IFS=,; echo "${routes[*]}")" \
 		"IT_CLUSTER_NODES=$(IFS=,; echo "${NODES[*]}")" \
-		"IT_CLUSTER_SCRIPT=$SCRIPT_PATH"; do
-		printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
-	done
+		"IT_CLUSTER_SCRIPT=$SCRIPT_PATH"
 }
 
 cmd_clean() {
@@ -430,12 +350,12 @@ cmd_clean() {
 }
 
 case "${1:-}" in
-start) lock && cmd_start ;;
-stop) lock && cmd_stop ;;
+start) lock_state "$STATE" 600 && cmd_start ;;
+stop) lock_state "$STATE" 600 && cmd_stop ;;
 status) cmd_status ;;
 env) cmd_env ;;
-restart) lock && cmd_restart "${2:-}" "${3:-}" ;;
-clean) lock && cmd_clean ;;
+restart) lock_state "$STATE" 600 && cmd_restart "${2:-}" "${3:-}" ;;
+clean) lock_state "$STATE" 600 && cmd_clean ;;
 *)
 	echo "usage: $0 start|stop|status|env|restart NODE [--kill]|clean" >&2
 	exit 2

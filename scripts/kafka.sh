@@ -29,6 +29,9 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG_TAG=kafka.sh
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
 SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
 POM="$SCRIPT_DIR/kafka/pom.xml"
@@ -60,9 +63,6 @@ OAUTH_ISSUER="https://sts.windows.net/$OAUTH_TENANT/"
 OAUTH_AUDIENCE="https://$HOST"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-45}"
-
-log() { printf '[kafka.sh] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- jars
 jars_stamp() {
@@ -165,18 +165,7 @@ write_config() {
 		inter.broker.listener.name=PLAINTEXT
 		log.dirs=$DATA
 
-		num.partitions=1
-		default.replication.factor=1
-		min.insync.replicas=1
-		offsets.topic.replication.factor=1
-		offsets.topic.num.partitions=3
-		transaction.state.log.replication.factor=1
-		transaction.state.log.min.isr=1
-		share.coordinator.state.topic.replication.factor=1
-		share.coordinator.state.topic.min.isr=1
-		auto.create.topics.enable=false
-		delete.topic.enable=true
-		group.initial.rebalance.delay.ms=0
+		$(kafka_defaults 1 1)
 
 		# SASL_SSL listener
 		sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
@@ -197,30 +186,12 @@ write_config() {
 		sasl.oauthbearer.expected.audience=$OAUTH_AUDIENCE
 		sasl.oauthbearer.expected.issuer=$OAUTH_ISSUER
 	EOF
-	cat >"$LOG4J" <<-EOF
-		status = warn
-		appender.file.type = File
-		appender.file.name = FILE
-		appender.file.fileName = $LOGFILE
-		appender.file.append = true
-		appender.file.layout.type = PatternLayout
-		appender.file.layout.pattern = [%d] %p %m (%c)%n
-		rootLogger.level = INFO
-		rootLogger.appenderRef.file.ref = FILE
-		logger.kafka.name = kafka
-		logger.kafka.level = INFO
-		logger.state.name = state.change.logger
-		logger.state.level = WARN
-		logger.request.name = kafka.request.logger
-		logger.request.level = WARN
-	EOF
+	kafka_log4j "$LOG4J" "$LOGFILE"
 }
 
 java_cmd() {
-	# shellcheck disable=SC2086
-	java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
-		-cp "$JARS/*" "$@"
+	kafka_jvm "${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}" "$LOG4J" "$STATE"
+	"${KAFKA_JVM[@]}" "$@"
 }
 
 format_storage() {
@@ -239,59 +210,17 @@ format_storage() {
 }
 
 # ---------------------------------------------------------------- process
-# is_ours succeeds when pid is a live broker of this state dir (a recycled pid
-# is not mistaken for it).
-is_ours() {
-	local cmd
-	[[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null &&
-		cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" && [[ "$cmd" == *"kafka.Kafka $CONF"* ]]
-}
-
-# running prints the broker's pid and succeeds when a broker of this state dir
-# runs: the pid file's, or else one found by its command line (a pid file lost
-# to a concurrent start is recovered).
-running() {
-	local pid
-	if [[ -f "$PIDFILE" ]]; then
-		pid="$(cat "$PIDFILE")"
-		if is_ours "$pid"; then
-			echo "$pid"
-			return 0
-		fi
-	fi
-	for pid in $(grep -lsF "$CONF" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
-		if is_ours "$pid"; then
-			echo "$pid" >"$PIDFILE"
-			echo "$pid"
-			return 0
-		fi
-	done
-	return 1
-}
-
-# lock serialises start/stop/clean between concurrent callers (two test runs,
-# a test restarting the broker while a benchmark starts it, ...).
-lock() {
-	mkdir -p "$STATE"
-	exec 9>"$STATE/.ctl.lock"
-	flock -w 300 9 || die "could not lock $STATE/.ctl.lock within 300 s"
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# running prints the broker's pid and succeeds when a broker of this state dir runs.
+running() { find_running "$PIDFILE" "$CONF" "kafka.Kafka $CONF"; }
 
 # ready succeeds when both client listeners accept connections and the broker
 # answers a metadata request with itself as a registered broker.
 ready() {
-	port_open "$PLAIN_PORT" && port_open "$SASL_PORT" || return 1
+	port_open "$HOST" "$PLAIN_PORT" && port_open "$HOST" "$SASL_PORT" || return 1
 	if command -v kcat >/dev/null; then
-		# (captured first: with pipefail, grep -q closing the pipe early would fail kcat)
-		local md
-		md="$(kcat -L -b "$HOST:$PLAIN_PORT" -m 5 2>/dev/null)" || return 1
-		[[ "$md" =~ (^|$'\n')\ *1\ brokers: ]] || return 1
+		[[ "$(brokers_seen "$HOST:$PLAIN_PORT")" == 1 ]]
 	else
-		# only this start's part of the log (after its "=== start" line) counts
-		awk '/^=== start/ { up = 0 } /Kafka Server started/ { up = 1 } END { exit !up }' \
-			"$LOGFILE" 2>/dev/null || return 1
+		started_in_log "$LOGFILE"
 	fi
 }
 
@@ -321,7 +250,7 @@ cmd_start() {
 		fi
 		die "broker pid $pid is running but does not answer"
 	fi
-	if port_open "$PLAIN_PORT" || port_open "$SASL_PORT" || port_open "$CONTROLLER_PORT"; then
+	if port_open "$HOST" "$PLAIN_PORT" || port_open "$HOST" "$SASL_PORT" || port_open "$HOST" "$CONTROLLER_PORT"; then
 		die "a port of $PLAIN_PORT/$CONTROLLER_PORT/$SASL_PORT is taken by another process"
 	fi
 	fetch_jars
@@ -332,15 +261,13 @@ cmd_start() {
 	local t0=$SECONDS
 	log "starting broker (log: $LOGFILE)"
 	echo "=== start $(date -u +%FT%TZ)" >>"$LOGFILE"
-	nohup java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
-		-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls="file://$OAUTH/jwks.json" \
-		-cp "$JARS/*" kafka.Kafka "$CONF" </dev/null >>"$LOGFILE" 2>&1 8>&- 9>&- &
+	kafka_jvm "${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}" "$LOG4J" "$STATE"
+	nohup "${KAFKA_JVM[@]}" -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls="file://$OAUTH/jwks.json" \
+		kafka.Kafka "$CONF" </dev/null >>"$LOGFILE" 2>&1 8>&- 9>&- &
 	pid=$!
 	echo "$pid" >"$PIDFILE"
 	wait_ready "$pid" || {
-		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		kill_wait "$pid"
 		rm -f "$PIDFILE"
 		die "broker failed to start"
 	}
@@ -355,16 +282,7 @@ cmd_stop() {
 		return 0
 	fi
 	log "stopping broker (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	local deadline=$((SECONDS + STOP_TIMEOUT))
-	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-		sleep 0.2
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "broker did not stop within ${STOP_TIMEOUT}s; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-	fi
+	stop_pid "$pid" TERM "$STOP_TIMEOUT"
 	rm -f "$PIDFILE"
 	log "stopped"
 }
@@ -384,8 +302,7 @@ cmd_status() {
 }
 
 cmd_env() {
-	local kv
-	for kv in \
+	print_env \
 		"IT_KAFKA_BROKERS=$HOST:$PLAIN_PORT" \
 		"IT_KAFKA_SASL_BROKERS=$HOST:$SASL_PORT" \
 		"IT_KAFKA_CA_FILE=$TLS/ca.pem" \
@@ -398,9 +315,7 @@ cmd_env() {
 		"IT_KAFKA_OAUTH_ISSUER=$OAUTH_ISSUER" \
 		"IT_KAFKA_OAUTH_AUDIENCE=$OAUTH_AUDIENCE" \
 		"IT_KAFKA_JARS=$JARS" \
-		"IT_KAFKA_SCRIPT=$SCRIPT_PATH"; do
-		printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
-	done
+		"IT_KAFKA_SCRIPT=$SCRIPT_PATH"
 }
 
 cmd_clean() {
@@ -410,11 +325,11 @@ cmd_clean() {
 }
 
 case "${1:-}" in
-start) lock && cmd_start ;;
-stop) lock && cmd_stop ;;
+start) lock_state "$STATE" 300 && cmd_start ;;
+stop) lock_state "$STATE" 300 && cmd_stop ;;
 status) cmd_status ;;
 env) cmd_env ;;
-clean) lock && cmd_clean ;;
+clean) lock_state "$STATE" 300 && cmd_clean ;;
 jars) fetch_jars ;;
 *)
 	echo "usage: $0 start|stop|status|env|clean|jars" >&2

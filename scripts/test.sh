@@ -21,6 +21,9 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
+LOG_TAG=test.sh
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 cd "$REPO_DIR"
 
 MODE=all
@@ -52,9 +55,6 @@ COUNTS="$RIG_DIR/test-counts"
 : >"$COUNTS"
 FAILED=()
 RESULTS=()
-STARTED_KAFKA=0
-STARTED_AZURITE=0
-STARTED_CLUSTER=0
 # Tests that need the three-broker cluster (testrig.ClusterEnv insists on the prefix).
 CLUSTER_TESTS='^TestCluster'
 
@@ -85,11 +85,9 @@ cleanup() {
 		kill "$PREFETCH_PID" 2>/dev/null
 		wait "$PREFETCH_PID" 2>/dev/null
 	fi
-	if ((STARTED_KAFKA || STARTED_AZURITE || STARTED_CLUSTER)); then
+	if ((${#STARTED[@]})); then
 		section "Stop services"
-		((STARTED_CLUSTER)) && "$SCRIPT_DIR/kafka-cluster.sh" stop
-		((STARTED_KAFKA)) && "$SCRIPT_DIR/kafka.sh" stop
-		((STARTED_AZURITE)) && "$SCRIPT_DIR/azurite.sh" stop
+		stop_started
 	fi
 	# The test count is the very last line, after the services' shutdown.
 	[[ -n "$CLOSING_LINE" ]] && printf '%s\n' "$CLOSING_LINE"
@@ -199,26 +197,24 @@ start_services() {
 		cat "$RIG_DIR/prefetch.log"
 		((rc == 0)) || return "$rc"
 	fi
-	local t0=$SECONDS
-	if ! "$SCRIPT_DIR/kafka.sh" status >/dev/null 2>&1; then
-		STARTED_KAFKA=1
-	else
-		echo "kafka: already running before this run; leaving it running afterwards"
-	fi
-	"$SCRIPT_DIR/kafka.sh" start || return 1
-	echo "kafka start: $((SECONDS - t0)) s"
-	t0=$SECONDS
-	if ! "$SCRIPT_DIR/azurite.sh" status >/dev/null 2>&1; then
-		STARTED_AZURITE=1
-	else
-		echo "azurite: already running before this run; leaving it running afterwards"
-	fi
-	"$SCRIPT_DIR/azurite.sh" start || return 1
-	echo "azurite start: $((SECONDS - t0)) s"
+	start_service kafka && start_service azurite || return 1
 	eval "$("$SCRIPT_DIR/kafka.sh" env)"
 	eval "$("$SCRIPT_DIR/azurite.sh" env)"
 	eval "$("$SCRIPT_DIR/streamsapp.sh" env)"
 	env | grep '^IT_' | grep -v PASSWORD | sort
+}
+
+# test_packages LISTER ARGS...: gotest ARGS on the packages that LISTER prints.
+test_packages() {
+	local pkgs lister=$1
+	shift
+	mapfile -t pkgs < <("$lister")
+	if ((${#pkgs[@]} == 0)); then
+		echo "no packages found ($lister)"
+		return 1
+	fi
+	echo "packages: ${pkgs[*]}"
+	gotest "$COUNTS" "$@" "${pkgs[@]}"
 }
 
 integration_tests() {
@@ -226,14 +222,7 @@ integration_tests() {
 		echo "services are not up; not running integration tests"
 		return 1
 	fi
-	local pkgs
-	mapfile -t pkgs < <(integration_packages)
-	if ((${#pkgs[@]} == 0)); then
-		echo "no integration tests found"
-		return 1
-	fi
-	echo "packages: ${pkgs[*]}"
-	gotest "$COUNTS" -race -count=1 -tags integration -p 1 -timeout 30m -skip "$CLUSTER_TESTS" "${pkgs[@]}"
+	test_packages integration_packages -race -count=1 -tags integration -p 1 -timeout 30m -skip "$CLUSTER_TESTS"
 }
 
 # Packages of integration tests named TestCluster….
@@ -244,14 +233,7 @@ cluster_packages() {
 }
 
 start_cluster() {
-	local t0=$SECONDS
-	if ! "$SCRIPT_DIR/kafka-cluster.sh" status >/dev/null 2>&1; then
-		STARTED_CLUSTER=1
-	else
-		echo "cluster: already running before this run; leaving it running afterwards"
-	fi
-	"$SCRIPT_DIR/kafka-cluster.sh" start || return 1
-	echo "cluster start: $((SECONDS - t0)) s"
+	start_service kafka-cluster || return 1
 	eval "$("$SCRIPT_DIR/kafka-cluster.sh" env)"
 	env | grep '^IT_CLUSTER_' | sort
 }
@@ -261,24 +243,14 @@ cluster_tests() {
 		echo "the cluster or the services are not up; not running the cluster tests"
 		return 1
 	fi
-	local pkgs
-	mapfile -t pkgs < <(cluster_packages)
-	if ((${#pkgs[@]} == 0)); then
-		echo "no cluster tests found"
-		return 1
-	fi
-	echo "packages: ${pkgs[*]}"
 	# Without -race for the test processes themselves: they generate, read back and
 	# check a 1,000,000-record topic, which the race detector slows from about 20 s to
 	# 4 minutes; the tvm2kafka binary they run is still built with -race.
-	gotest "$COUNTS" -count=1 -tags integration -p 1 -timeout 30m -run "$CLUSTER_TESTS" "${pkgs[@]}"
+	test_packages cluster_packages -count=1 -tags integration -p 1 -timeout 30m -run "$CLUSTER_TESTS"
 }
 
 # The cluster's three JVMs would only slow the steps after it down.
-stop_cluster() {
-	((STARTED_CLUSTER)) || return 0
-	"$SCRIPT_DIR/kafka-cluster.sh" stop && STARTED_CLUSTER=0
-}
+stop_cluster() { stop_started kafka-cluster; }
 
 bench_smoke() { "$REPO_DIR/bench/run.sh" --smoke && "$REPO_DIR/bench/table.sh" --smoke; }
 

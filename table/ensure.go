@@ -2,16 +2,12 @@ package table
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
-
-	"github.com/tvm2kafka/tvm2kafka/internal/kread"
+	"github.com/tvm2kafka/tvm2kafka/producer"
 )
 
 // ConfigError reports a table topic that exists but cannot serve as a
@@ -34,50 +30,17 @@ func (e *ConfigError) Error() string {
 // with retention.ms=-1: otherwise devices that did not change for
 // retention.ms would disappear); otherwise the error is a *ConfigError.
 func Ensure(ctx context.Context, c *kafka.Client, topic string, partitions, replicationFactor int, log zerolog.Logger) (n int, created bool, err error) {
-	parts, err := kread.Partitions(ctx, c, topic)
-	switch {
-	case err == nil:
-		return len(parts), false, checkPolicy(ctx, c, topic)
-	case !errors.Is(err, kread.ErrNoTopic):
+	n, created, err = producer.EnsureTopicOn(ctx, c, producer.NewTopic{
+		Name: topic, Partitions: partitions, ReplicationFactor: replicationFactor,
+		Configs: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}, Setting: "KAFKA_TABLE_TOPIC",
+	}, log)
+	if err == nil && !created { // not ours: it must be compacted
+		err = checkPolicy(ctx, c, topic)
+	}
+	if err != nil {
 		return 0, false, err
 	}
-	log.Info().Str("topic", topic).Int("partitions", partitions).Int("replication_factor", replicationFactor).
-		Msg("creating table topic (cleanup.policy=compact)")
-	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: partitions, ReplicationFactor: replicationFactor,
-		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
-	}}})
-	if err != nil {
-		return 0, false, fmt.Errorf("kafka: creating table topic %q: %w", topic, err)
-	}
-	switch cerr := resp.Errors[topic]; {
-	case cerr == nil:
-		created = true
-	case errors.Is(cerr, kafka.TopicAlreadyExists): // created concurrently
-		if err := checkPolicy(ctx, c, topic); err != nil {
-			return 0, false, err
-		}
-	case errors.Is(cerr, kafka.TopicAuthorizationFailed), errors.Is(cerr, kafka.ClusterAuthorizationFailed):
-		return 0, false, fmt.Errorf("kafka: table topic %q (KAFKA_TABLE_TOPIC) does not exist and this principal may not create it (create it beforehand with cleanup.policy=compact, or grant CREATE): %w", topic, cerr)
-	default:
-		return 0, false, fmt.Errorf("kafka: creating table topic %q (KAFKA_TABLE_TOPIC): %w", topic, cerr)
-	}
-	// A new topic's metadata reaches every broker shortly after creation.
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 50 * time.Millisecond
-	bo.MaxInterval = time.Second
-	bo.MaxElapsedTime = 30 * time.Second
-	err = backoff.Retry(func() error {
-		parts, err = kread.Partitions(ctx, c, topic)
-		if err == nil && len(parts) == 0 {
-			err = errors.New("no partitions yet")
-		}
-		return err
-	}, backoff.WithContext(bo, ctx))
-	if err != nil {
-		return 0, created, fmt.Errorf("kafka: table topic %q was created but its metadata is not available: %w", topic, err)
-	}
-	return len(parts), created, nil
+	return n, created, nil
 }
 
 // checkPolicy reads the topic's cleanup.policy and retention.ms.

@@ -561,6 +561,12 @@ func TestEnsureRefusesTopicsThatAreNotCompacted(t *testing.T) {
 			t.Errorf("%s: %v, want a ConfigError naming KAFKA_TABLE_TOPIC", name, err)
 		}
 	}
+	// A missing topic is created compacted: the next run accepts it.
+	for _, want := range []bool{true, false} {
+		if n, created, err := Ensure(ctx, cl, "fresh", 3, -1, zerolog.Nop()); err != nil || n != 3 || created != want {
+			t.Fatalf("missing topic: %d partitions, created %v, %v; want 3 partitions, created %v", n, created, err, want)
+		}
+	}
 }
 
 func TestDigestStateLookups(t *testing.T) {

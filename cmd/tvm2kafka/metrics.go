@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 )
@@ -33,62 +34,49 @@ type metrics struct {
 
 func newMetrics(interval time.Duration) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
-	m.snapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
+	f := promauto.With(m.reg)
+	gauge := func(name, help string) prometheus.Gauge {
+		return f.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
+	counter := func(name, help string) prometheus.Counter {
+		return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m.snapshots = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "tvm2kafka_snapshots_total",
 		Help: "Runs by result: complete (snapshot-end written), aborted (snapshot-abort written), failed (before any marker), unchanged (the topic already held this export), skipped (another run was publishing).",
 	}, []string{"result"})
 	for _, r := range []string{resultComplete, resultAborted, resultFailed, resultUnchanged, resultSkipped} {
 		m.snapshots.WithLabelValues(r)
 	}
-	m.lastComplete = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tvm2kafka_last_complete_snapshot_timestamp_seconds",
-		Help: "Unix time at which a run last left the topic holding a complete snapshot of the latest export: it wrote snapshot-end, or found the export unchanged. 0 until then.",
-	})
-	m.exportGenerated = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tvm2kafka_export_generated_timestamp_seconds",
-		Help: "generatedTime (Unix time) of the newest complete snapshot in the topic, as far as this process knows. 0 until known.",
-	})
-	m.recordsPublished = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tvm2kafka_records_published_total",
-		Help: "Record messages published and acknowledged, over all runs.",
-	})
-	m.recordsRejected = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tvm2kafka_records_rejected_total",
-		Help: "Lines rejected (not published to the topic; sent to the DLQ when set), over all runs.",
-	})
-	m.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.lastComplete = gauge("tvm2kafka_last_complete_snapshot_timestamp_seconds",
+		"Unix time at which a run last left the topic holding a complete snapshot of the latest export: it wrote snapshot-end, or found the export unchanged. 0 until then.")
+	m.exportGenerated = gauge("tvm2kafka_export_generated_timestamp_seconds",
+		"generatedTime (Unix time) of the newest complete snapshot in the topic, as far as this process knows. 0 until known.")
+	m.recordsPublished = counter("tvm2kafka_records_published_total",
+		"Record messages published and acknowledged, over all runs.")
+	m.recordsRejected = counter("tvm2kafka_records_rejected_total",
+		"Lines rejected (not published to the topic; sent to the DLQ when set), over all runs.")
+	m.apiRequests = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "tvm2kafka_export_api_requests_total",
 		Help: "HTTP requests to the Defender export API by status code (\"error\" when no answer came).",
 	}, []string{"code"})
 	m.apiRequests.WithLabelValues("200") // present from the start
-	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
+	m.duration = f.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tvm2kafka_snapshot_duration_seconds",
 		Help:    "Duration of the runs that published a complete snapshot, from start to the last snapshot-end.",
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200},
 	})
-	m.lastFailed = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tvm2kafka_last_snapshot_failed",
-		Help: "1 when the last run ended failed or aborted, 0 when it ended complete, unchanged or skipped.",
-	})
-	m.inProgress = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tvm2kafka_snapshot_in_progress",
-		Help: "1 while a run is in progress.",
-	})
-	m.interval = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tvm2kafka_snapshot_interval_seconds",
-		Help: "TVM2KAFKA_INTERVAL: the time between two runs (without jitter).",
-	})
+	m.lastFailed = gauge("tvm2kafka_last_snapshot_failed",
+		"1 when the last run ended failed or aborted, 0 when it ended complete, unchanged or skipped.")
+	m.inProgress = gauge("tvm2kafka_snapshot_in_progress", "1 while a run is in progress.")
+	m.interval = gauge("tvm2kafka_snapshot_interval_seconds", "TVM2KAFKA_INTERVAL: the time between two runs (without jitter).")
 	m.interval.Set(interval.Seconds())
 	v := currentVersion()
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tvm2kafka_build_info",
 		Help: "Always 1; the labels tell the version, the Go version and the commit.",
-	}, []string{"version", "goversion", "revision"})
-	build.WithLabelValues(v.Version, v.GoVersion, v.Revision).Set(1)
-
-	m.reg.MustRegister(m.snapshots, m.lastComplete, m.exportGenerated, m.recordsPublished, m.recordsRejected,
-		m.apiRequests, m.duration, m.lastFailed, m.inProgress, m.interval, build,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}, []string{"version", "goversion", "revision"}).WithLabelValues(v.Version, v.GoVersion, v.Revision).Set(1)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

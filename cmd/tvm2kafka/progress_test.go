@@ -20,17 +20,6 @@ func (f fakeProgress) Progress() producer.Progress      { return f.p }
 func (f fakeProgress) BytesDownloaded() int64           { return 42e6 }
 func (f fakeProgress) KnownSizes() (bytes int64, n int) { return 200e6, 2 }
 
-func waitFor(t *testing.T, buf *testutil.SyncBuffer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(buf.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in:\n%s", want, buf.String())
-		}
-		time.Sleep(time.Millisecond) // polling a condition, bounded by the deadline
-	}
-}
-
 func TestProgressLogLineWhenNotATerminal(t *testing.T) {
 	var logs, out testutil.SyncBuffer
 	snap := fakeProgress{producer.Progress{PartsDone: 0, PartsTotal: 4, Records: 2500, Rejected: 3, LineBytes: 3e6}}
@@ -39,7 +28,7 @@ func TestProgressLogLineWhenNotATerminal(t *testing.T) {
 		t.Fatal("a buffer is not a terminal")
 	}
 	stop := p.start(snap, snap, zerolog.New(&logs))
-	waitFor(t, &logs, `"message":"progress"`)
+	testutil.Poll(t, 10*time.Second, "a progress line", func() bool { return strings.Contains(logs.String(), `"message":"progress"`) })
 	stop()
 	var line map[string]any
 	if err := json.Unmarshal([]byte(strings.SplitN(logs.String(), "\n", 2)[0]), &line); err != nil {
@@ -66,7 +55,7 @@ func TestProgressLiveLineOnATerminal(t *testing.T) {
 	p := &progress{term: term, interval: time.Millisecond}
 	var logs testutil.SyncBuffer
 	stop := p.start(snap, snap, zerolog.New(&logs))
-	waitFor(t, &out, "\r\033[K")
+	testutil.Poll(t, 10*time.Second, "the live progress line", func() bool { return strings.Contains(out.String(), "\r\033[K") })
 	// A log line in the middle: the live line is cleared first and drawn
 	// again after it, so the two never share a line.
 	log := newLogger(&config{logFormat: "console", logLevel: zerolog.InfoLevel}, term)

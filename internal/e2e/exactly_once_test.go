@@ -23,7 +23,6 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
 	"github.com/tvm2kafka/tvm2kafka/internal/testrig"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -522,16 +521,9 @@ func rollingRestart(t *testing.T, c testrig.Cluster, w *world, want uint64, part
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd, stdout, _ := w.command(ctx, map[string]string{
+	p := w.launch(map[string]string{
 		"KAFKA_BROKERS": c.BrokerList(), "KAFKA_TOPIC": topic, "LOG_LEVEL": "info",
 	}, "run")
-	stderr := &testutil.SyncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 
 	adm := kadm.NewClient(c.Client(t))
 	published := func() int64 {
@@ -545,22 +537,22 @@ func rollingRestart(t *testing.T, c testrig.Cluster, w *world, want uint64, part
 		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 		return n
 	}
-	fcPoll(t, "records to flow", 2*time.Minute, exited, stderr, func() bool {
+	w.pollLive(p, 2*time.Minute, "records to flow", func() bool {
 		return published() >= int64(partitions)+20_000
 	})
 	for _, node := range c.Nodes {
 		// Every node goes down while records are being published: after
 		// the previous restart, wait until they flow again.
 		base := published()
-		fcPoll(t, fmt.Sprintf("records to flow before node %d goes down", node), 2*time.Minute, exited, stderr, func() bool {
+		w.pollLive(p, 2*time.Minute, fmt.Sprintf("records to flow before node %d goes down", node), func() bool {
 			return published() >= base+2000
 		})
 		before := published()
 		if err := c.Restart(t, ctx, node, kill); err != nil {
-			t.Fatalf("%v\nrun's log:\n%s", err, tail(stderr.String(), 30))
+			t.Fatalf("%v\nrun's log:\n%s", err, tail(p.stderr.String(), 30))
 		}
 		var after int64
-		fcPoll(t, "the cluster to answer after the restart", time.Minute, exited, stderr, func() bool {
+		w.pollLive(p, time.Minute, "the cluster to answer after the restart", func() bool {
 			after = published()
 			return after >= 0
 		})
@@ -569,16 +561,11 @@ func rollingRestart(t *testing.T, c testrig.Cluster, w *world, want uint64, part
 	restarted := time.Since(began)
 	release()
 
-	var err error
-	select {
-	case err = <-exited:
-	case <-ctx.Done():
-		t.Fatalf("tvm2kafka did not finish\n%s", tail(stderr.String(), 40))
-	}
-	out := stderr.String()
-	w.assertNoSecrets(stdout.String() + out)
-	if err != nil {
-		t.Fatalf("exit %v after the rolling restart\n%s", err, tail(out, 40))
+	deadline, _ := ctx.Deadline()
+	res := w.finish(p, time.Until(deadline))
+	out := res.Stderr
+	if res.Code != 0 {
+		t.Fatalf("exit %d after the rolling restart\n%s", res.Code, tail(out, 40))
 	}
 	t.Logf("run done %v after its start (rolling restart over after %v)", time.Since(began).Round(time.Second), restarted.Round(time.Second))
 	checkExactlyOnce(t, c, w, topic, runID(t, out), partitions)

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/internal/verify"
 )
 
@@ -98,22 +99,18 @@ func (w *world) assertAborted(res result) *verify.Run {
 // test ends if it is still running.
 func (w *world) start(extra map[string]string) *live { return w.launch(extra, "run") }
 
-// wait waits at most limit for p to exit and checks its output for secrets.
-func (w *world) wait(p *live, limit time.Duration) result {
-	w.t.Helper()
-	return w.finish(p, limit)
-}
-
-// poll waits until cond holds, at most limit.
-func poll(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
+// startedWith reports whether every partition of the world's topic holds
+// a message (its snapshot-start) and the topic n more.
+func (w *world) startedWith(adm *kadm.Client, n int64) bool {
+	ends := w.endOffsets(adm)
+	var sum int64
+	for _, e := range ends {
+		if e == 0 {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, bounded by the deadline
+		sum += e
 	}
+	return len(ends) > 0 && sum >= int64(len(ends))+n
 }
 
 // endOffsets returns the end offset of every partition of the world's
@@ -152,7 +149,7 @@ func held(t *testing.T) (ch chan struct{}, release func()) {
 // after made, the time the previous SAS URLs were minted by.
 func (w *world) expireAndRemint(made time.Time) {
 	w.t.Helper()
-	poll(w.t, 2*time.Second, "a new second", func() bool { return time.Now().Unix() > made.Unix() })
+	testutil.Poll(w.t, 2*time.Second, "a new second", func() bool { return time.Now().Unix() > made.Unix() })
 	w.blobProx.ExpireSignatures()
 	w.mu.Lock()
 	old := map[string]bool{}
@@ -431,7 +428,7 @@ func TestBlobSASExpiredMidRun(t *testing.T) {
 	hold, release := held(t)
 	w.blobProx.Inject(name, fakes.Fault{Hold: hold})
 	p := w.start(map[string]string{"TVM2KAFKA_WORKERS": "1"})
-	poll(t, 2*time.Minute, "the last part's request", func() bool { return w.blobProx.Held() == 1 })
+	testutil.Poll(t, 2*time.Minute, "the last part's request", func() bool { return w.blobProx.Held() == 1 })
 	for i := range parts {
 		if i == last {
 			continue
@@ -442,7 +439,7 @@ func TestBlobSASExpiredMidRun(t *testing.T) {
 	}
 	w.expireAndRemint(made)
 	release()
-	w.complete(w.wait(p, 3*time.Minute))
+	w.complete(w.finish(p, 3*time.Minute))
 	if n := len(w.defender.Calls()); n != 2 {
 		t.Fatalf("%d export calls, want 2 (the refresh after the 403)", n)
 	}
@@ -462,10 +459,10 @@ func TestBlobCutThenSASExpiredOnResume(t *testing.T) {
 	hold, release := held(t)
 	w.blobProx.Inject(name, fakes.Fault{CutAfter: 48 << 10}, fakes.Fault{Hold: hold})
 	p := w.start(nil)
-	poll(t, 2*time.Minute, "the resume request", func() bool { return w.blobProx.Held() == 1 })
+	testutil.Poll(t, 2*time.Minute, "the resume request", func() bool { return w.blobProx.Held() == 1 })
 	w.expireAndRemint(made)
 	release()
-	res := w.wait(p, 3*time.Minute)
+	res := w.finish(p, 3*time.Minute)
 	w.complete(res) // assertSnapshot fails on a repeated line
 	st, ranges := w.blobStatuses(name)
 	// 200 (cut) → 403 on the Range resume → 403 on the reopen with the old
@@ -523,17 +520,7 @@ func TestSIGTERMMidSnapshot(t *testing.T) {
 	}
 	p := w.start(nil)
 	adm := w.rig.Admin(t)
-	poll(t, 2*time.Minute, "start markers and the other parts' records", func() bool {
-		ends := w.endOffsets(adm)
-		var sum int64
-		for _, e := range ends {
-			if e == 0 {
-				return false
-			}
-			sum += e
-		}
-		return len(ends) > 0 && sum >= int64(len(ends))+others
-	})
+	testutil.Poll(t, 2*time.Minute, "start markers and the other parts' records", func() bool { return w.startedWith(adm, others) })
 	if w.blobProx.Held() != 1 {
 		t.Fatalf("%d requests held, want the hanging part's", w.blobProx.Held())
 	}
@@ -541,7 +528,7 @@ func TestSIGTERMMidSnapshot(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	res := w.wait(p, 40*time.Second)
+	res := w.finish(p, 40*time.Second)
 	if took := time.Since(signalled); took > 30*time.Second {
 		t.Fatalf("exited %v after SIGTERM", took)
 	}

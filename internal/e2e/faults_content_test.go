@@ -24,10 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
-	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/internal/verify"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
@@ -661,25 +658,6 @@ func (g *fcGate) counts() (held, released int) {
 	return g.held, g.released
 }
 
-// fcPoll polls cond every 100 ms until it holds, the process ended, or the
-// deadline passed.
-func fcPoll(t *testing.T, what string, d time.Duration, exited <-chan error, stderr *testutil.SyncBuffer, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s\n%s", d, what, tail(stderr.String(), 30))
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("tvm2kafka exited (%v) while waiting for %s\n%s", err, what, tail(stderr.String(), 30))
-		case <-tick.C:
-		}
-	}
-}
-
 // TestFaultBrokerRestartMidSnapshot stops the real broker in the middle
 // of a snapshot — after snapshot-start and a first part were acknowledged,
 // while a second part is held — lets that part be read while the broker is
@@ -714,54 +692,30 @@ func TestFaultBrokerRestartMidSnapshot(t *testing.T) {
 	}
 	want := fcExpected(t, w, first, held)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	cmd, stdout, _ := w.command(ctx, map[string]string{"TVM2KAFKA_RETRY_MAX_ELAPSED": "6m"}, "run")
-	stderr := &testutil.SyncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	began := time.Now()
+	p := w.launch(map[string]string{"TVM2KAFKA_RETRY_MAX_ELAPSED": "6m"}, "run")
 
 	// Mid-snapshot: the held part was asked for (so snapshot-start is
 	// acknowledged) and every record of the first part is in the topic.
 	adm := w.rig.Admin(t)
-	fcPoll(t, "the first part to be published", 2*time.Minute, exited, stderr, func() bool {
-		if h, _ := gate.counts(); h == 0 {
-			return false
-		}
-		qctx, qcancel := context.WithTimeout(ctx, 10*time.Second)
-		defer qcancel()
-		ends, err := adm.ListEndOffsets(qctx, w.Topic)
-		if err != nil || ends.Error() != nil {
-			return false
-		}
-		var n int64
-		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
-		return n >= int64(6+len(first.lines))
+	w.pollLive(p, 2*time.Minute, "the first part to be published", func() bool {
+		h, _ := gate.counts()
+		return h > 0 && w.startedWith(adm, int64(len(first.lines)))
 	})
 
 	w.rig.StopKafka(t)
 	gate.Open()
 	// The held part is read while the broker is down: its writes fail.
-	fcPoll(t, "a failed write while the broker is down", 3*time.Minute, exited, stderr, func() bool {
+	w.pollLive(p, 3*time.Minute, "a failed write while the broker is down", func() bool {
 		_, released := gate.counts()
-		return released > 0 && strings.Contains(stderr.String(), "produce failed; retrying")
+		return released > 0 && strings.Contains(p.stderr.String(), "produce failed; retrying")
 	})
 	w.rig.StartKafka(t)
 
-	var err error
-	select {
-	case err = <-exited:
-	case <-ctx.Done():
-		t.Fatalf("tvm2kafka did not finish\n%s", tail(stderr.String(), 40))
-	}
-	out := stderr.String()
-	w.assertNoSecrets(stdout.String() + out)
-	if err != nil {
-		t.Fatalf("exit %v after the broker restart\n%s", err, tail(out, 40))
+	res := w.finish(p, 8*time.Minute-time.Since(began))
+	out := res.Stderr
+	if res.Code != 0 {
+		t.Fatalf("exit %d after the broker restart\n%s", res.Code, tail(out, 40))
 	}
 	rid := runID(t, out)
 	msgs, rep := w.read(w.Topic)

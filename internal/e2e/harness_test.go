@@ -219,29 +219,10 @@ type result struct {
 	Elapsed        time.Duration
 }
 
-// command prepares `tvm2kafka args...` against this world.
-func (w *world) command(ctx context.Context, extra map[string]string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
-	cmd := exec.CommandContext(ctx, binPath, args...)
-	cmd.Env = w.env(extra)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	return cmd, &stdout, &stderr
-}
-
-// run runs `tvm2kafka run` to completion (bounded by a 5-minute context).
+// run runs `tvm2kafka run args...` to completion.
 func (w *world) run(extra map[string]string, args ...string) result {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd, stdout, stderr := w.command(ctx, extra, append([]string{"run"}, args...)...)
-	began := time.Now()
-	err := cmd.Run()
-	res := result{Code: cmd.ProcessState.ExitCode(), Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(began)}
-	if err != nil && res.Code <= 0 {
-		w.t.Fatalf("tvm2kafka did not run: %v\n%s", err, res.Stderr)
-	}
-	w.assertNoSecrets(res.Stdout + res.Stderr)
-	return res
+	return w.runArgs(extra, append([]string{"run"}, args...)...)
 }
 
 // assertNoSecrets fails the test if out holds the client secret, a SAS

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 // oauthWorld is a world whose fake Entra ID signs its tokens with the
@@ -128,13 +129,13 @@ func TestOAuthBearerTokenRefreshedBeforeExpiry(t *testing.T) {
 	w.blobProx.Inject(partName(w, 1), fakes.Fault{Hold: hold})
 	began := time.Now()
 	p := w.start(merge(env, map[string]string{"TVM2KAFKA_WORKERS": "1"}))
-	poll(t, time.Minute, "the held part", func() bool { return w.blobProx.Held() == 1 })
+	testutil.Poll(t, time.Minute, "the held part", func() bool { return w.blobProx.Held() == 1 })
 	// The behaviour under test is bound to the clock: the first tokens
 	// must have expired before the part goes on.
-	poll(t, 2*lifetime, "the first Kafka token's expiry", func() bool { return time.Since(began) > lifetime+time.Second })
+	testutil.Poll(t, 2*lifetime, "the first Kafka token's expiry", func() bool { return time.Since(began) > lifetime+time.Second })
 	first := kafkaScopes(w, "https://127.0.0.1/.default")
 	release()
-	res := w.wait(p, 2*time.Minute)
+	res := w.finish(p, 2*time.Minute)
 	mustComplete(t, res)
 	msgs, rep := w.read(w.Topic)
 	w.assertSnapshot(msgs, rep, runID(t, res.Stderr), 0)

@@ -44,10 +44,10 @@ type live struct {
 }
 
 // launch starts `tvm2kafka args...` against this world; it is killed when
-// the test ends if it is still running.
+// the test ends if it is still running (finish bounds how long it may run).
 func (w *world) launch(extra map[string]string, args ...string) *live {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	cmd.Env = w.env(extra)
 	p := &live{cmd: cmd, stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
@@ -86,10 +86,31 @@ func (w *world) finish(p *live, limit time.Duration) result {
 	return res
 }
 
+// pollLive is testutil.Poll for a condition that p brings about: it stops
+// waiting when p exits first, and shows p's log when it fails.
+func (w *world) pollLive(p *live, limit time.Duration, what string, cond func() bool) {
+	w.t.Helper()
+	held := false
+	defer func() {
+		if !held {
+			w.t.Logf("tvm2kafka's log:\n%s", tail(p.stderr.String(), 30))
+		}
+	}()
+	testutil.Poll(w.t, limit, what, func() bool {
+		select {
+		case <-p.done:
+			w.t.Fatalf("tvm2kafka exited (%v) while waiting for %s", p.err, what)
+		default:
+		}
+		return cond()
+	})
+	held = true
+}
+
 // runArgs runs `tvm2kafka args...` to completion.
 func (w *world) runArgs(extra map[string]string, args ...string) result {
 	w.t.Helper()
-	return w.finish(w.launch(extra, args...), 4*time.Minute)
+	return w.finish(w.launch(extra, args...), 5*time.Minute)
 }
 
 // logLines returns the JSON log lines of out.
@@ -136,7 +157,7 @@ func (w *world) newGeneration(t time.Time) {
 func (w *world) httpAddr(p *live) string {
 	w.t.Helper()
 	var addr string
-	poll(w.t, time.Minute, "the http endpoint", func() bool {
+	testutil.Poll(w.t, time.Minute, "the http endpoint", func() bool {
 		for _, l := range findLog(p.stderr.String(), "http endpoint listening") {
 			addr, _ = l["addr"].(string)
 		}
@@ -221,7 +242,7 @@ func mustMetric(t *testing.T, fams map[string]*dto.MetricFamily, name string, la
 // waitMetric polls /metrics until cond holds for the metric's value.
 func waitMetric(t *testing.T, addr string, limit time.Duration, what string, name string, labels []string, cond func(float64) bool) {
 	t.Helper()
-	poll(t, limit, what, func() bool {
+	testutil.Poll(t, limit, what, func() bool {
 		v, ok := metricValue(scrape(t, addr), name, labels...)
 		return ok && cond(v)
 	})
@@ -331,7 +352,7 @@ func (w *world) startedRun() (*live, string) {
 	w.t.Helper()
 	holdAllParts(w)
 	p := w.launch(map[string]string{"TVM2KAFKA_WORKERS": strconv.Itoa(len(w.layout.Parts))}, "run")
-	poll(w.t, 2*time.Minute, "snapshot-start markers and held parts", func() bool {
+	testutil.Poll(w.t, 2*time.Minute, "snapshot-start markers and held parts", func() bool {
 		return w.blobProx.Held() == len(w.layout.Parts)
 	})
 	_, rep := w.read(w.Topic)
@@ -401,7 +422,7 @@ func TestDeadLeaseIsTreatedAsDead(t *testing.T) {
 	}
 
 	const lease = 2 * time.Second
-	poll(t, 10*time.Second, "the killed run's lease to expire", func() bool { return time.Since(killed) > lease })
+	testutil.Poll(t, 10*time.Second, "the killed run's lease to expire", func() bool { return time.Since(killed) > lease })
 	old := w.run(map[string]string{"TVM2KAFKA_LEASE": lease.String()})
 	if old.Code != 0 {
 		t.Fatalf("run after the lease of a killed run: exit %d\n%s", old.Code, tail(old.Stderr, 30))
@@ -431,7 +452,7 @@ func TestServeOverSeveralExports(t *testing.T) {
 	if code, _ := httpGet(t, addr, "/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz %d while serving", code)
 	}
-	poll(t, time.Minute, "the first snapshot to hold on its part", func() bool { return w.blobProx.Held() == 1 })
+	testutil.Poll(t, time.Minute, "the first snapshot to hold on its part", func() bool { return w.blobProx.Held() == 1 })
 	if code, body := httpGet(t, addr, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "in progress") {
 		t.Fatalf("/readyz during the first snapshot: %d %q, want 503 with a reason", code, body)
 	}
@@ -512,7 +533,7 @@ func TestServeOverSeveralExports(t *testing.T) {
 
 	// One limiter for the process: runs every second, but never more than
 	// 5 export API calls in a minute.
-	poll(t, 2*time.Minute, "a sixth export API call", func() bool { return len(w.defender.Calls()) >= 6 })
+	testutil.Poll(t, 2*time.Minute, "a sixth export API call", func() bool { return len(w.defender.Calls()) >= 6 })
 	calls := w.defender.Calls()
 	for i := 5; i < len(calls); i++ {
 		if d := calls[i].Sub(calls[i-5]); d < time.Minute {
@@ -580,13 +601,8 @@ func TestServeSIGTERMDuringRunAbortsAndExits0(t *testing.T) {
 	}
 	p := w.launch(map[string]string{"TVM2KAFKA_HTTP_ADDR": "127.0.0.1:0"}, "serve")
 	adm := w.rig.Admin(t)
-	poll(t, 2*time.Minute, "start markers and the other parts' records", func() bool {
-		ends := w.endOffsets(adm)
-		var sum int64
-		for _, e := range ends {
-			sum += e
-		}
-		return len(ends) > 0 && sum >= int64(len(ends))+others && w.blobProx.Held() == 1
+	testutil.Poll(t, 2*time.Minute, "start markers and the other parts' records", func() bool {
+		return w.startedWith(adm, others) && w.blobProx.Held() == 1
 	})
 	signalled := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
 	"github.com/tvm2kafka/tvm2kafka/internal/testrig"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -179,17 +181,10 @@ func (a *streamsApp) store() map[string]dumpLine {
 func (a *streamsApp) awaitStore(want map[string]string, partitions int) {
 	a.t.Helper()
 	var last map[string]dumpLine
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	testutil.Poll(a.t, 90*time.Second, fmt.Sprintf("the KTable to hold the snapshot's %d devices and lines", len(want)), func() bool {
 		last = a.store()
-		if sameStore(last, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("the KTable holds %d devices, the snapshot %d (or different lines)", len(last), len(want))
-		}
-		time.Sleep(200 * time.Millisecond) // polling the store, bounded by the deadline
-	}
+		return sameStore(last, want)
+	})
 	for key, d := range last {
 		if d.partition != d.javaPartition || d.partition != schema.Partition([]byte(key), partitions) {
 			a.t.Fatalf("device %s in store partition %d; Java's partitioner says %d, tvm2kafka's %d",
@@ -215,7 +210,7 @@ func sameStore(got map[string]dumpLine, want map[string]string) bool {
 func (a *streamsApp) joinsOf(run string, n int) []joinLine {
 	a.t.Helper()
 	var out []joinLine
-	poll(a.t, 90*time.Second, "the join results of "+run, func() bool {
+	testutil.Poll(a.t, 90*time.Second, "the join results of "+run, func() bool {
 		out = out[:0]
 		a.mu.Lock()
 		for _, j := range a.joins {

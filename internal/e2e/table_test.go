@@ -20,6 +20,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
 	"github.com/tvm2kafka/tvm2kafka/internal/testrig"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 	"github.com/tvm2kafka/tvm2kafka/table"
 )
@@ -290,11 +291,11 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 	hold, _ := held(t)
 	w.blobProx.Inject("part-00002.json.gz", fakes.Fault{Hold: hold})
 	p := w.start(env)
-	poll(t, time.Minute, "the hanging part", func() bool { return w.blobProx.Held() == 1 })
+	testutil.Poll(t, time.Minute, "the hanging part", func() bool { return w.blobProx.Held() == 1 })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if res := w.wait(p, 40*time.Second); res.Code != 1 {
+	if res := w.finish(p, 40*time.Second); res.Code != 1 {
 		t.Fatalf("SIGTERM: exit %d", res.Code)
 	}
 	unchanged("after SIGTERM")
@@ -320,7 +321,7 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 	tiny := "200"
 	alter(&tiny)
 	p = w.start(map[string]string{"KAFKA_TABLE_TOPIC": topic, "TVM2KAFKA_RETRY_MAX_ELAPSED": "5m"})
-	poll(t, 2*time.Minute, "the run's snapshot-end markers", func() bool { return w.endMarkers(adm) })
+	testutil.Poll(t, 2*time.Minute, "the run's snapshot-end markers", func() bool { return w.endMarkers(adm) })
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 // verify runs `tvm2kafka verify args...` against the world's topic with
@@ -151,8 +152,8 @@ func TestVerifyCompleteIncompleteJSONAndMaxAge(t *testing.T) {
 	hold, release := held(t)
 	w.blobProx.Inject(partName(w, 1), fakes.Fault{Hold: hold})
 	p := w.start(map[string]string{"TVM2KAFKA_FORCE": "true"}) // the same export again
-	poll(t, time.Minute, "the hanging part", func() bool { return w.blobProx.Held() == 1 })
-	poll(t, time.Minute, "the new run's snapshot-start", func() bool {
+	testutil.Poll(t, time.Minute, "the hanging part", func() bool { return w.blobProx.Held() == 1 })
+	testutil.Poll(t, time.Minute, "the new run's snapshot-start", func() bool {
 		v = w.verify(nil, "--output", "json")
 		got := decodeVerify(t, v)
 		return got.RunID != nil && *got.RunID != run
@@ -164,7 +165,7 @@ func TestVerifyCompleteIncompleteJSONAndMaxAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	release()
-	if res := w.wait(p, 40*time.Second); res.Code != 1 {
+	if res := w.finish(p, 40*time.Second); res.Code != 1 {
 		t.Fatalf("SIGTERM: exit %d", res.Code)
 	}
 	// Now aborted.

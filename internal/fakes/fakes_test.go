@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 func get(t *testing.T, c *http.Client, method, u string, hdr map[string]string) (*http.Response, string) {
@@ -173,13 +175,7 @@ func TestBlobProxyHold(t *testing.T) {
 			answers <- answer{resp.StatusCode, string(b)}
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Held() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("held %d requests, want 2", p.Held())
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	testutil.Poll(t, 10*time.Second, "2 requests held", func() bool { return p.Held() == 2 })
 	select {
 	case a := <-answers:
 		t.Fatalf("a held request was answered: %+v", a)
@@ -208,13 +204,7 @@ func TestBlobProxyHold(t *testing.T) {
 		resp.Body.Close()
 		answers <- answer{status: resp.StatusCode}
 	}()
-	deadline = time.Now().Add(10 * time.Second)
-	for p.Held() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("request not held")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Poll(t, 10*time.Second, "the request held", func() bool { return p.Held() == 1 })
 	p.ExpireSignatures()
 	close(hold2)
 	if a := <-answers; a.status != 403 {

@@ -5,7 +5,25 @@ package testutil
 import (
 	"bytes"
 	"sync"
+	"testing"
+	"time"
 )
+
+// Poll checks cond until it holds and fails t once limit has passed
+// first, naming what it waited for. The checks start a millisecond apart
+// and space out to 100 ms, so a cheap condition is seen at once and an
+// expensive one (a broker query) is not asked too often. cond runs on the
+// test's goroutine and may itself fail t to stop waiting early.
+func Poll(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for wait := time.Millisecond; !cond(); wait = min(2*wait, 100*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(wait) // between two checks of the condition, bounded by the deadline
+	}
+}
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers and readers: a
 // log sink that a test reads while the code under test still writes.
