@@ -16,8 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 // ClusterTestPrefix starts the name of every test that needs the
@@ -106,6 +108,7 @@ func (c Cluster) CreateTopic(t testing.TB, topic string, partitions, rf int) {
 	if _, err := kadm.NewClient(c.Client(t)).CreateTopic(ctx, int32(partitions), int16(rf), nil, topic); err != nil {
 		t.Fatalf("testrig: create topic %s on the cluster: %v", topic, err)
 	}
+	c.awaitTopic(t, topic, partitions, rf)
 	t.Cleanup(func() {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
 		if err != nil {
@@ -122,6 +125,45 @@ func (c Cluster) CreateTopic(t testing.TB, topic string, partitions, rf int) {
 		if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
 			t.Logf("testrig: delete topic %s: %v", topic, err)
 		}
+	})
+}
+
+// awaitTopic waits until every node's metadata shows topic with all its
+// partitions led and all rf replicas in sync. A node learns of a new topic
+// a moment after the controller; a client that meets it earlier (right
+// after a rolling restart, say) is told NOT_LEADER or UNKNOWN_TOPIC and
+// resends, and tests that count requests must not see that.
+func (c Cluster) awaitTopic(t testing.TB, topic string, partitions, rf int) {
+	t.Helper()
+	cl := c.Client(t)
+	ctx := testContext(t, 60*time.Second)
+	ready := func(node int32) bool {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl.Broker(int(node)))
+		if err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || len(resp.Topics[0].Partitions) != partitions {
+			return false
+		}
+		for _, p := range resp.Topics[0].Partitions {
+			if p.ErrorCode != 0 || p.Leader < 0 || len(p.ISR) != rf {
+				return false
+			}
+		}
+		return true
+	}
+	testutil.Poll(t, 60*time.Second, "topic "+topic+" ready on every node", func() bool {
+		brokers, err := kadm.NewClient(cl).ListBrokers(ctx)
+		if err != nil || len(brokers) < rf {
+			return false
+		}
+		for _, b := range brokers {
+			if !ready(b.NodeID) {
+				return false
+			}
+		}
+		return true
 	})
 }
 
