@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"hash/maphash"
-	"io"
 	"math/bits"
 	"slices"
 	"sync"
@@ -100,39 +99,6 @@ func newHasher() hasher {
 
 func (h hasher) sum(v []byte) digest {
 	return digest{n: uint32(len(v)), a: maphash.Bytes(h.a, v), b: xxh3.HashSeed(v, h.b)}
-}
-
-// streamer digests values handed over in pieces (kafka-go's pages), with
-// the same result as sum; one per goroutine.
-type streamer struct {
-	m maphash.Hash
-	x *xxh3.Hasher
-	n int
-}
-
-func (h hasher) streamer() *streamer {
-	s := &streamer{x: xxh3.NewSeed(h.b)}
-	s.m.SetSeed(h.a)
-	return s
-}
-
-func (s *streamer) Write(b []byte) (int, error) {
-	_, _ = s.m.Write(b) // never fails
-	_, _ = s.x.Write(b)
-	s.n += len(b)
-	return len(b), nil
-}
-
-// sum digests everything r holds, without copying it when r can write
-// itself out (kafka-go's values can).
-func (s *streamer) sum(r io.Reader) (digest, error) {
-	s.m.Reset()
-	s.x.Reset()
-	s.n = 0
-	if _, err := io.Copy(s, r); err != nil {
-		return digest{}, err
-	}
-	return digest{n: uint32(s.n), a: s.m.Sum64(), b: s.x.Sum64()}, nil
 }
 
 // entry is a device's id and digest: 40 bytes.
@@ -294,13 +260,23 @@ func (ps *partState) bucketOf(d *id) int {
 	return int(binary.BigEndian.Uint32(d[:4]) >> ps.shift)
 }
 
-// find returns the index of d in entries.
-func (ps *partState) find(d *id) (int, bool) {
+// span returns the range of entries that holds d if any: its bucket.
+func (ps *partState) span(d *id) (lo, hi int) {
 	if len(ps.entries) == 0 {
-		return 0, false
+		return 0, 0
 	}
 	k := ps.bucketOf(d)
-	lo, hi := int(ps.bucket[k]), int(ps.bucket[k+1])
+	return int(ps.bucket[k]), int(ps.bucket[k+1])
+}
+
+// find returns the index of d in entries.
+func (ps *partState) find(d *id) (int, bool) {
+	lo, hi := ps.span(d)
+	return ps.findIn(d, lo, hi)
+}
+
+// findIn returns the index of d in entries[lo:hi], d's span.
+func (ps *partState) findIn(d *id, lo, hi int) (int, bool) {
 	if hi-lo <= 8 {
 		// One or two devices, adjacent in memory: scan them.
 		for i := lo; i < hi; i++ {
