@@ -260,23 +260,13 @@ func (ps *partState) bucketOf(d *id) int {
 	return int(binary.BigEndian.Uint32(d[:4]) >> ps.shift)
 }
 
-// span returns the range of entries that holds d if any: its bucket.
-func (ps *partState) span(d *id) (lo, hi int) {
-	if len(ps.entries) == 0 {
-		return 0, 0
-	}
-	k := ps.bucketOf(d)
-	return int(ps.bucket[k]), int(ps.bucket[k+1])
-}
-
 // find returns the index of d in entries.
 func (ps *partState) find(d *id) (int, bool) {
-	lo, hi := ps.span(d)
-	return ps.findIn(d, lo, hi)
-}
-
-// findIn returns the index of d in entries[lo:hi], d's span.
-func (ps *partState) findIn(d *id, lo, hi int) (int, bool) {
+	if len(ps.entries) == 0 {
+		return 0, false
+	}
+	k := ps.bucketOf(d)
+	lo, hi := int(ps.bucket[k]), int(ps.bucket[k+1])
 	if hi-lo <= 8 {
 		// One or two devices, adjacent in memory: scan them.
 		for i := lo; i < hi; i++ {

@@ -482,6 +482,71 @@ func TestRecordsInTheWrongPartitionGetTombstones(t *testing.T) {
 	}
 }
 
+// stateProbe is a Writer that records whether the table still held its
+// device state when it was asked to write.
+type stateProbe struct {
+	w         Writer
+	tb        *Table
+	calls     int
+	withState int
+}
+
+func (p *stateProbe) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	p.calls++
+	for i := range p.tb.parts {
+		if p.tb.parts[i].entries != nil {
+			p.withState++
+			break
+		}
+	}
+	return p.w.WriteMessages(ctx, msgs...)
+}
+
+// TestCompleteReturnsTheStateBeforeWriting: the device state (48 bytes a
+// device) is unmapped before Complete's writes allocate their batches, so
+// that the two do not add up in the peak memory of a run.
+func TestCompleteReturnsTheStateBeforeWriting(t *testing.T) {
+	e := newEnv(t, 2)
+	s1 := map[int]int{}
+	for i := range 100 {
+		s1[i] = 1
+	}
+	if _, _, err := e.run("run-1", snapshotOf(s1), true, nil); err != nil {
+		t.Fatal(err)
+	}
+	s2 := map[int]int{}
+	for i := 10; i < 100; i++ {
+		s2[i] = 1 + i%2 // 10 removed, 45 changed
+	}
+	l2 := snapshotOf(s2)
+	probe := &stateProbe{w: e.writer}
+	tb, err := New(Config{Topic: e.topic, Export: schema.ExportInfoGathering, GeneratedTime: "2026-11-27T10:01:00Z", RunID: "run-2",
+		Client: e.client, Writer: probe, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.tb = tb
+	ctx := context.Background()
+	if err := tb.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range l2 {
+		if err := tb.Record(l.part, l.num, []byte(l.key), []byte(l.value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tb.Complete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tb.Close()
+	if probe.calls < 2 || probe.withState != 0 {
+		t.Fatalf("%d of %d writes while the state was held", probe.withState, probe.calls)
+	}
+	if got := changes(t, e.check("run-2", l2), l2); got[Removed] != 10 || got[Changed] != 45 {
+		t.Fatalf("run wrote %v", got)
+	}
+}
+
 // failingWriter fails every write after the first n calls.
 type failingWriter struct {
 	w     Writer
