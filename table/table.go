@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,12 +39,12 @@ const (
 	spillBytes = 2 << 20
 	// writeChunk is the number of messages per WriteMessages call.
 	writeChunk = 2000
-	// loadFetchBytes bounds one fetch of the table read-back: kafka-go
-	// decompresses a whole fetch response at once, so its pages (several
-	// times this size for JSON lines) are alive together.
-	loadFetchBytes = 1 << 20
-	// loadConcurrency is the number of partitions read back at once.
-	loadConcurrency = 2
+	// loadFetchBytes bounds one fetch of the table read-back: a response
+	// is read whole, and its batches are decompressed one at a time.
+	loadFetchBytes = 4 << 20
+	// maxLoadConcurrency bounds the partitions read back at once (one per
+	// CPU, at least two: one decodes while the broker answers the other).
+	maxLoadConcurrency = 4
 	// maxMappedLog bounds the log of one partition mapped outside the Go
 	// heap while it is read back (48 bytes per record, committed only as
 	// records are read); a larger partition's log grows on the heap.
@@ -219,7 +220,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 		misplacedAt []misplacedKey
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(loadConcurrency)
+	g.SetLimit(max(2, min(runtime.GOMAXPROCS(0), maxLoadConcurrency)))
 	for _, p := range parts {
 		g.Go(func() error {
 			// The partition holds at most End-First records: the log is
