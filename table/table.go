@@ -140,6 +140,8 @@ type Table struct {
 	added, changed, unchanged, duplicates atomic.Int64
 	stats                                 Stats
 	loaded                                bool
+	bytesRead                             int64
+	firstForeign, firstForeignAt          string // the first foreign record's key and place
 }
 
 type misplacedKey struct {
@@ -193,7 +195,7 @@ func New(cfg Config) (*Table, error) {
 }
 
 // Load reads the table topic from its beginning to its end offsets and
-// keeps a digest of every device's value.
+// keeps a digest of every device's value. It logs nothing (LogLoad does).
 func (t *Table) Load(ctx context.Context) (err error) {
 	began := time.Now()
 	defer func() {
@@ -299,17 +301,24 @@ func (t *Table) Load(ctx context.Context) (err error) {
 	t.stats.LoadDuration = time.Since(began)
 	t.wctx, t.wcancel = context.WithCancel(ctx)
 	t.loaded = true
-	t.log.Info().Int("partitions", t.n).Int64("devices", devices).Int64("records_read", t.stats.Read).
-		Int64("bytes_read", st.Bytes.Load()).Dur("duration", t.stats.LoadDuration).Msg("table topic read")
-	if foreign > 0 {
-		t.log.Warn().Int64("records", foreign).Str("first_key", printable(firstKey)).Str("first_at", firstWhere).
+	t.bytesRead, t.firstForeign, t.firstForeignAt = st.Bytes.Load(), printable(firstKey), firstWhere
+	return nil
+}
+
+// LogLoad logs what Load read: the devices, and the records left alone.
+// Load itself logs nothing, so that a read-back whose run publishes
+// nothing after all (an unchanged export) leaves no trace.
+func (t *Table) LogLoad() {
+	t.log.Info().Int("partitions", t.n).Int64("devices", t.stats.Devices).Int64("records_read", t.stats.Read).
+		Int64("bytes_read", t.bytesRead).Dur("duration", t.stats.LoadDuration).Msg("table topic read")
+	if t.stats.Foreign > 0 {
+		t.log.Warn().Int64("records", t.stats.Foreign).Str("first_key", t.firstForeign).Str("first_at", t.firstForeignAt).
 			Msg("table topic holds records whose key is not a DeviceId (written by someone else): left alone")
 	}
-	if misplaced > 0 {
-		t.log.Warn().Int64("records", misplaced).
+	if t.stats.Misplaced > 0 {
+		t.log.Warn().Int64("records", t.stats.Misplaced).
 			Msg("table topic holds records in a partition their key does not hash to (its partition count changed): they get tombstones")
 	}
-	return nil
 }
 
 // hasHeader reports whether m has a header named key; it is asked only

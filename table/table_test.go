@@ -105,6 +105,7 @@ func (e *env) run(runID string, lines []line, complete bool, mod func(*Config)) 
 	if err := tb.Load(ctx); err != nil {
 		return tb, &logs, err
 	}
+	tb.LogLoad()
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	for p := range 3 {
@@ -479,6 +480,31 @@ func TestRecordsInTheWrongPartitionGetTombstones(t *testing.T) {
 	}
 	if n := len(e.read()); n != len(recs) {
 		t.Fatalf("second run wrote %d records", n-len(recs))
+	}
+}
+
+// TestLoadLogsNothingUntilLogLoad: a read-back that its run does not use
+// (an unchanged export) leaves no trace in the log.
+func TestLoadLogsNothingUntilLogLoad(t *testing.T) {
+	e := newEnv(t, 2)
+	if err := e.writer.WriteMessages(context.Background(), kafka.Message{Key: []byte("not-a-device"), Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.SyncBuffer
+	tb, err := New(Config{Topic: e.topic, RunID: "r", Client: e.client, Writer: e.writer, Logger: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	if err := tb.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if logs.String() != "" {
+		t.Fatalf("Load logged %s", logs.String())
+	}
+	tb.LogLoad()
+	if !strings.Contains(logs.String(), `"message":"table topic read"`) || !strings.Contains(logs.String(), `"first_key":"\"not-a-device\""`) {
+		t.Fatalf("LogLoad logged %s", logs.String())
 	}
 }
 

@@ -234,7 +234,8 @@ func TestTableTopicFollowsSnapshots(t *testing.T) {
 	}
 
 	// The same export again: nothing to write. (Skipped as an unchanged
-	// export, the run does not even read the table back.)
+	// export, the run cancels the read-back it started while it checked
+	// the tail, and logs nothing of it.)
 	before := len(w.rig.ReadAll(t, topic))
 	res = w.run(env)
 	mustComplete(t, res)
