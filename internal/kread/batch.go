@@ -70,6 +70,9 @@ func (d *decoder) each(b []byte, fn func(*record) error) (next int64, err error)
 	next = -1
 	for len(b) >= 17 {
 		size := int64(int32(binary.BigEndian.Uint32(b[8:]))) + 12
+		if size < magicAt+1 {
+			return next, fmt.Errorf("%w: batch length %d", errCorrupt, size-12)
+		}
 		if size > int64(len(b)) {
 			break // partial
 		}

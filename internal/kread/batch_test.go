@@ -29,7 +29,7 @@ type testRecord struct {
 // encoder independent of the decoder under test), compressing the records
 // with codec (compressed by kafka-go's codecs, or by frame for LZ4 when
 // frame is set).
-func encodeBatch(t *testing.T, base int64, attrs int16, lastDelta int32, recs []testRecord, frame func([]byte) []byte) []byte {
+func encodeBatch(t testing.TB, base int64, attrs int16, lastDelta int32, recs []testRecord, frame func([]byte) []byte) []byte {
 	t.Helper()
 	var raw []byte
 	for _, r := range recs {
@@ -259,13 +259,15 @@ func TestDecodeRefusesCorruptBatches(t *testing.T) {
 	short := bytes.Clone(good[:40])
 	binary.BigEndian.PutUint32(short[8:], 28)
 	for name, b := range map[string][]byte{
-		"crc":            flip(len(good) - 3),
-		"record length":  recomputed(flip(batchHeaderSize)),
-		"record count":   recomputed(func() []byte { b := bytes.Clone(good); binary.BigEndian.PutUint32(b[57:], 21); return b }()),
-		"short batch":    short,
-		"lz4 not frame":  recomputed(func() []byte { b := bytes.Clone(good); b[22] |= codecLZ4; return b }()),
-		"unknown codec":  recomputed(func() []byte { b := bytes.Clone(good); b[22] |= 6; return b }()),
-		"negative count": recomputed(func() []byte { b := bytes.Clone(good); binary.BigEndian.PutUint32(b[57:], 0xffffffff); return b }()),
+		"crc":             flip(len(good) - 3),
+		"record length":   recomputed(flip(batchHeaderSize)),
+		"record count":    recomputed(func() []byte { b := bytes.Clone(good); binary.BigEndian.PutUint32(b[57:], 21); return b }()),
+		"short batch":     short,
+		"lz4 not frame":   recomputed(func() []byte { b := bytes.Clone(good); b[22] |= codecLZ4; return b }()),
+		"unknown codec":   recomputed(func() []byte { b := bytes.Clone(good); b[22] |= 6; return b }()),
+		"negative count":  recomputed(func() []byte { b := bytes.Clone(good); binary.BigEndian.PutUint32(b[57:], 0xffffffff); return b }()),
+		"negative length": func() []byte { b := bytes.Clone(good); binary.BigEndian.PutUint32(b[8:], 0xfffffff0); return b }(),
+		"tiny length":     func() []byte { b := bytes.Clone(good); binary.BigEndian.PutUint32(b[8:], 2); return b }(),
 	} {
 		if _, _, _, err := collect(t, b); !errors.Is(err, errCorrupt) {
 			t.Errorf("%s: %v, want a corrupt batch error", name, err)
@@ -410,4 +412,39 @@ func TestMessageHeaders(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("Headers allocates %v times once its keys are known", allocs)
 	}
+}
+
+// FuzzDecodeBatches: whatever a fetch response holds, decoding returns
+// records or an error; it never panics or reads outside the bytes.
+func FuzzDecodeBatches(f *testing.F) {
+	recs := someRecords(20)
+	for codec := range 5 {
+		f.Add(encodeBatch(f, 7, int16(codec), 19, recs, nil))
+	}
+	f.Add(append(encodeBatch(f, 0, attrControl, 0, recs[:1], nil), encodeBatch(f, 1, 0, 3, recs[:2], nil)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d decoder
+		n := 0
+		_, _ = d.each(b, func(r *record) error {
+			if n++; n > 1<<20 {
+				return errors.New("too many records")
+			}
+			_, _ = header(r.headers, r.nHeaders, "h")
+			return nil
+		})
+		// The same bytes with valid CRCs, so that the fuzzer gets past them.
+		fixed := bytes.Clone(b)
+		for p := fixed; len(p) >= batchHeaderSize; {
+			size := int(int32(binary.BigEndian.Uint32(p[8:]))) + 12
+			if size < batchHeaderSize || size > len(p) {
+				break
+			}
+			binary.BigEndian.PutUint32(p[17:], crc32.Checksum(p[batchCRCFrom:size], castagnoli))
+			p = p[size:]
+		}
+		_, _ = d.each(fixed, func(r *record) error {
+			_, _ = header(r.headers, r.nHeaders, "h")
+			return nil
+		})
+	})
 }
