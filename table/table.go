@@ -65,8 +65,12 @@ type Writer interface {
 // raised), which go to that very partition.
 type Balancer struct{}
 
-// inPartition, as a message's WriterData, sends it to that partition.
+// inPartition, as a message's WriterData, sends it to that partition
+// (through Balancer, or producer.KeyedWriter, which asks Partition).
 type inPartition int
+
+// Partition is the partition the message goes to.
+func (p inPartition) Partition() int { return int(p) }
 
 // Balance implements kafka.Balancer.
 func (Balancer) Balance(msg kafka.Message, partitions ...int) int {
