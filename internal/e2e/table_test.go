@@ -535,3 +535,80 @@ func TestTableReadBackOverSASL(t *testing.T) {
 		})
 	}
 }
+
+// TestTableTopicAfterItsPartitionCountWasRaised: once the table topic has
+// more partitions, a device whose murmur2 partition changed is written to
+// its new partition and its record in the old partition gets a tombstone
+// there, so that every partition, compacted on its own, holds each device
+// at most once; the run after that writes nothing.
+func TestTableTopicAfterItsPartitionCountWasRaised(t *testing.T) {
+	w, topic := tableWorld(t, 2)
+	env := map[string]string{"KAFKA_TABLE_TOPIC": topic}
+	v := map[int]int{}
+	for i := range 200 {
+		v[i] = 1
+	}
+	e := devices(synth.Options{Seed: w.opts.Seed}, 2, v)
+	want := e.table(t)
+	w.publish(e, "2026-11-24T10:01:00Z")
+	mustComplete(t, w.run(env))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := w.rig.Admin(t).UpdatePartitions(ctx, 4, topic)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for k := range want {
+		if schema.Partition([]byte(k), 4) != schema.Partition([]byte(k), 2) {
+			moved++
+		}
+	}
+	// live returns, per device, the partitions whose own compacted view
+	// holds it.
+	live := func() map[string][]int {
+		per := map[int32]map[string]bool{}
+		for _, r := range w.rig.ReadAll(t, topic) {
+			if per[r.Partition] == nil {
+				per[r.Partition] = map[string]bool{}
+			}
+			per[r.Partition][string(r.Key)] = r.Value != nil
+		}
+		out := map[string][]int{}
+		for p, keys := range per {
+			for k, ok := range keys {
+				if ok {
+					out[k] = append(out[k], int(p))
+				}
+			}
+		}
+		return out
+	}
+
+	w.publish(e, "2026-11-25T10:01:00Z") // the same devices, a newer export
+	res := w.run(env)
+	mustComplete(t, res)
+	if read := logLine(res.Stderr, "table topic read"); read == nil || read["devices"] != float64(200-moved) {
+		t.Fatalf("read-back %v, want %d devices in their partition (%d moved)", read, 200-moved, moved)
+	}
+	got := live()
+	if len(got) != len(want) || moved == 0 {
+		t.Fatalf("%d devices live, want %d (%d moved)", len(got), len(want), moved)
+	}
+	for k, ps := range got {
+		if len(ps) != 1 || ps[0] != schema.Partition([]byte(k), 4) {
+			t.Fatalf("device %s live in partitions %v, murmur2 over 4 says %d", k, ps, schema.Partition([]byte(k), 4))
+		}
+	}
+
+	w.publish(e, "2026-11-26T10:01:00Z")
+	before := len(w.rig.ReadAll(t, topic))
+	mustComplete(t, w.run(env))
+	if after := len(w.rig.ReadAll(t, topic)); after != before {
+		t.Fatalf("the run after the move wrote %d records", after-before)
+	}
+}
