@@ -48,8 +48,8 @@ type Config struct {
 	// Share.Records then holds them. Stages of different partitions are
 	// used concurrently.
 	NewStage func(partition int, start Marker) Stage
-	// FetchBytes bounds one fetch response (default 1 MiB: kafka-go
-	// decompresses a whole response at once, several times this size).
+	// FetchBytes bounds one fetch response (default 1 MiB). A response is
+	// read whole; its record batches are decompressed one at a time.
 	FetchBytes int
 	// Concurrency is the number of partitions read at once (default 4).
 	Concurrency int
@@ -465,7 +465,7 @@ func (r *Reader) record(ps *partState, m *kread.Message) error {
 	r.mu.Lock()
 	ps.status.Records++
 	r.mu.Unlock()
-	rec := Record{Partition: m.Partition, Offset: m.Offset, Time: m.Time, Key: m.Key, Value: m.Value, Headers: m.Headers}
+	rec := Record{Partition: m.Partition, Offset: m.Offset, Time: m.Time, Key: m.Key, Value: m.Value, Headers: m.Headers()}
 	if err := st.stage.Add(&rec); err != nil {
 		return fmt.Errorf("consumer: staging partition %d offset %d: %w", m.Partition, m.Offset, err)
 	}

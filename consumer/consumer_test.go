@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,17 +225,18 @@ func TestReadContinuesAndFollows(t *testing.T) {
 	}
 }
 
-// countStage counts instead of keeping records.
-type countStage struct{ n *int }
+// countStage counts instead of keeping records (stages of different
+// partitions are used concurrently).
+type countStage struct{ n *atomic.Int64 }
 
-func (c countStage) Add(*consumer.Record) error { *c.n++; return nil }
+func (c countStage) Add(*consumer.Record) error { c.n.Add(1); return nil }
 
 func TestCustomStageAndErrors(t *testing.T) {
 	brokers := newCluster(t, "mde", 2)
 	b := newBuilder(t, brokers, "mde", 2)
 	b.snapshot("r1", 0, 40, 1, schema.MarkerEnd)
 	b.flush()
-	added := 0
+	var added atomic.Int64
 	r, err := consumer.NewReader(consumer.Config{Brokers: brokers, Topic: "mde",
 		NewStage: func(int, consumer.Marker) consumer.Stage { return countStage{&added} }})
 	if err != nil {
@@ -244,8 +246,8 @@ func TestCustomStageAndErrors(t *testing.T) {
 	if _, err := r.Read(context.Background(), ev.handler()); err != nil {
 		t.Fatal(err)
 	}
-	if added != 40 || len(ev.snapshots) != 1 || ev.snapshots[0].Shares[0].Records != nil {
-		t.Fatalf("staged %d, snapshots %d", added, len(ev.snapshots))
+	if added.Load() != 40 || len(ev.snapshots) != 1 || ev.snapshots[0].Shares[0].Records != nil {
+		t.Fatalf("staged %d, snapshots %d", added.Load(), len(ev.snapshots))
 	}
 
 	boom := errors.New("handler failed")

@@ -35,7 +35,9 @@
 // handles large snapshots stages them itself with Config.NewStage (into a
 // database transaction, a temporary table, a counter).
 //
-// The Reader is built on kafka-go's Client (Fetch and ListOffsets); it
-// joins no consumer group and commits no offset: a program that stops
+// The Reader is built on kafka-go's Client and Transport (connections,
+// TLS, SASL, ListOffsets; Fetch requests go through the transport, their
+// record batches are decoded by tvm2kafka without allocating per record);
+// it joins no consumer group and commits no offset: a program that stops
 // reads again from the newest snapshot when it starts.
 package consumer

@@ -45,7 +45,9 @@ func NewTransport(cfg Config) (*kafka.Transport, error) {
 func (k *Kafka) Client() *kafka.Client { return k.client }
 
 // KeyedWriter writes messages to a topic, each to partition murmur2(key)
-// mod the topic's partitions, as an idempotent producer of its own (exactly
+// mod the topic's partitions — or to the partition named by its WriterData
+// when that has a Partition() int method (the table topic's tombstone for
+// a record found in another partition) —, as an idempotent producer of its own (exactly
 // once, in order per partition): WriteMessages returns when every message
 // is acknowledged. A message with a nil Value is a tombstone. The producer
 // id is obtained on the first write; Close ends it.
@@ -89,6 +91,9 @@ func (kw *KeyedWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message)
 			hdrs = append(hdrs, header{h.Key, h.Value})
 		}
 		p := schema.Partition(m.Key, kw.partitions)
+		if to, ok := m.WriterData.(interface{ Partition() int }); ok && to.Partition() >= 0 && to.Partition() < kw.partitions {
+			p = to.Partition()
+		}
 		if err := kw.w.streams[p].add(ctx, kindTable, position{}, m.Key, m.Value, m.Value == nil, hdrs); err != nil {
 			return fmt.Errorf("kafka: writing to %q: %w", kw.topic, err)
 		}

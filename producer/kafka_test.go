@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
+	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
 func TestEnsureTopic(t *testing.T) {
@@ -208,5 +209,39 @@ func TestSASLAgainstKfake(t *testing.T) {
 				t.Fatalf("password leaked: %v / %s", err, logs.String())
 			}
 		})
+	}
+}
+
+// toPartition is a WriterData naming the partition, as the table topic's
+// tombstones for a record found in another partition carry it.
+type toPartition int
+
+func (p toPartition) Partition() int { return int(p) }
+
+func TestKeyedWriterRoutesByMurmur2OrTheNamedPartition(t *testing.T) {
+	c := newCluster(t, kfake.SeedTopics(4, "table"))
+	k := newTestKafka(t, c, nil)
+	w := k.NewKeyedWriter("table", 4)
+	defer w.Close()
+	key := []byte("0123456789abcdef0123456789abcdef01234567")
+	home := schema.Partition(key, 4)
+	other := (home + 1) % 4
+	if err := w.WriteMessages(context.Background(),
+		kafka.Message{Key: key, Value: []byte("v")},
+		kafka.Message{Key: key, WriterData: toPartition(other)}); err != nil {
+		t.Fatal(err)
+	}
+	recs := readTopic(t, c.ListenAddrs(), "table")
+	if len(recs) != 2 || int(recs[0].Partition) == int(recs[1].Partition) {
+		t.Fatalf("%d records", len(recs))
+	}
+	for _, r := range recs {
+		want := home
+		if r.Value == nil {
+			want = other
+		}
+		if int(r.Partition) != want {
+			t.Fatalf("record with value %q in partition %d, want %d", r.Value, r.Partition, want)
+		}
 	}
 }

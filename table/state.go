@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"hash/maphash"
-	"io"
 	"math/bits"
 	"slices"
 	"sync"
@@ -100,39 +99,6 @@ func newHasher() hasher {
 
 func (h hasher) sum(v []byte) digest {
 	return digest{n: uint32(len(v)), a: maphash.Bytes(h.a, v), b: xxh3.HashSeed(v, h.b)}
-}
-
-// streamer digests values handed over in pieces (kafka-go's pages), with
-// the same result as sum; one per goroutine.
-type streamer struct {
-	m maphash.Hash
-	x *xxh3.Hasher
-	n int
-}
-
-func (h hasher) streamer() *streamer {
-	s := &streamer{x: xxh3.NewSeed(h.b)}
-	s.m.SetSeed(h.a)
-	return s
-}
-
-func (s *streamer) Write(b []byte) (int, error) {
-	_, _ = s.m.Write(b) // never fails
-	_, _ = s.x.Write(b)
-	s.n += len(b)
-	return len(b), nil
-}
-
-// sum digests everything r holds, without copying it when r can write
-// itself out (kafka-go's values can).
-func (s *streamer) sum(r io.Reader) (digest, error) {
-	s.m.Reset()
-	s.x.Reset()
-	s.n = 0
-	if _, err := io.Copy(s, r); err != nil {
-		return digest{}, err
-	}
-	return digest{n: uint32(s.n), a: s.m.Sum64(), b: s.x.Sum64()}, nil
 }
 
 // entry is a device's id and digest: 40 bytes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,12 +39,12 @@ const (
 	spillBytes = 2 << 20
 	// writeChunk is the number of messages per WriteMessages call.
 	writeChunk = 2000
-	// loadFetchBytes bounds one fetch of the table read-back: kafka-go
-	// decompresses a whole fetch response at once, so its pages (several
-	// times this size for JSON lines) are alive together.
-	loadFetchBytes = 1 << 20
-	// loadConcurrency is the number of partitions read back at once.
-	loadConcurrency = 2
+	// loadFetchBytes bounds one fetch of the table read-back: a response
+	// is read whole, and its batches are decompressed one at a time.
+	loadFetchBytes = 4 << 20
+	// maxLoadConcurrency bounds the partitions read back at once (one per
+	// CPU, at least two: one decodes while the broker answers the other).
+	maxLoadConcurrency = 4
 	// maxMappedLog bounds the log of one partition mapped outside the Go
 	// heap while it is read back (48 bytes per record, committed only as
 	// records are read); a larger partition's log grows on the heap.
@@ -64,8 +65,12 @@ type Writer interface {
 // raised), which go to that very partition.
 type Balancer struct{}
 
-// inPartition, as a message's WriterData, sends it to that partition.
+// inPartition, as a message's WriterData, sends it to that partition
+// (through Balancer, or producer.KeyedWriter, which asks Partition).
 type inPartition int
+
+// Partition is the partition the message goes to.
+func (p inPartition) Partition() int { return int(p) }
 
 // Balance implements kafka.Balancer.
 func (Balancer) Balance(msg kafka.Message, partitions ...int) int {
@@ -139,6 +144,8 @@ type Table struct {
 	added, changed, unchanged, duplicates atomic.Int64
 	stats                                 Stats
 	loaded                                bool
+	bytesRead                             int64
+	firstForeign, firstForeignAt          string // the first foreign record's key and place
 }
 
 type misplacedKey struct {
@@ -192,7 +199,7 @@ func New(cfg Config) (*Table, error) {
 }
 
 // Load reads the table topic from its beginning to its end offsets and
-// keeps a digest of every device's value.
+// keeps a digest of every device's value. It logs nothing (LogLoad does).
 func (t *Table) Load(ctx context.Context) (err error) {
 	began := time.Now()
 	defer func() {
@@ -209,7 +216,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 	t.n = len(parts)
 	t.parts = make([]partState, t.n)
 	var st kread.Stats
-	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st, MaxBytes: loadFetchBytes, RawValues: true}
+	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st, MaxBytes: loadFetchBytes}
 	var (
 		mu          sync.Mutex
 		foreign     int64
@@ -219,7 +226,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 		misplacedAt []misplacedKey
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(loadConcurrency)
+	g.SetLimit(max(2, min(runtime.GOMAXPROCS(0), maxLoadConcurrency)))
 	for _, p := range parts {
 		g.Go(func() error {
 			// The partition holds at most End-First records: the log is
@@ -235,19 +242,14 @@ func (t *Table) Load(ctx context.Context) (err error) {
 			defer freeLog()
 			var nForeign, nMisplaced int64
 			wrong := map[string]bool{} // keys in the wrong partition, not deleted since
-			digester := t.hash.streamer()
 			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *kread.Message) error {
 				d := digest{n: tombstone}
-				if m.RawValue != nil {
-					var err error
-					if d, err = digester.sum(m.RawValue); err != nil {
-						return fmt.Errorf("partition %d offset %d: %w", p.ID, m.Offset, err)
-					}
+				if m.Value != nil {
+					d = t.hash.sum(m.Value)
 				}
 				did, hex := hexID(m.Key)
-				_, ours := m.Header(HeaderChange)
 				switch {
-				case len(m.Key) == 0 || (!hex && !ours):
+				case len(m.Key) == 0 || (!hex && !hasHeader(m, HeaderChange)):
 					nForeign++
 					mu.Lock()
 					if firstKey == nil {
@@ -256,7 +258,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 					}
 					mu.Unlock()
 				case schema.Partition(m.Key, t.n) != p.ID:
-					if m.RawValue != nil {
+					if m.Value != nil {
 						wrong[string(m.Key)] = true
 						nMisplaced++
 					} else {
@@ -266,7 +268,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 					log = append(log, logEntry{entry{id: did, d: d}, uint32(len(log))})
 				default:
 					mu.Lock()
-					if m.RawValue == nil {
+					if m.Value == nil {
 						delete(t.odd, string(m.Key))
 					} else {
 						t.odd[string(m.Key)] = &oddEntry{d: d, inTable: true}
@@ -303,17 +305,32 @@ func (t *Table) Load(ctx context.Context) (err error) {
 	t.stats.LoadDuration = time.Since(began)
 	t.wctx, t.wcancel = context.WithCancel(ctx)
 	t.loaded = true
-	t.log.Info().Int("partitions", t.n).Int64("devices", devices).Int64("records_read", t.stats.Read).
-		Int64("bytes_read", st.Bytes.Load()).Dur("duration", t.stats.LoadDuration).Msg("table topic read")
-	if foreign > 0 {
-		t.log.Warn().Int64("records", foreign).Str("first_key", printable(firstKey)).Str("first_at", firstWhere).
+	t.bytesRead, t.firstForeign, t.firstForeignAt = st.Bytes.Load(), printable(firstKey), firstWhere
+	return nil
+}
+
+// LogLoad logs what Load read: the devices, and the records left alone.
+// Load itself logs nothing, so that a read-back whose run publishes
+// nothing after all (an unchanged export) leaves no trace.
+func (t *Table) LogLoad() {
+	t.log.Info().Int("partitions", t.n).Int64("devices", t.stats.Devices).Int64("records_read", t.stats.Read).
+		Int64("bytes_read", t.bytesRead).Dur("duration", t.stats.LoadDuration).Msg("table topic read")
+	if t.stats.Foreign > 0 {
+		t.log.Warn().Int64("records", t.stats.Foreign).Str("first_key", t.firstForeign).Str("first_at", t.firstForeignAt).
 			Msg("table topic holds records whose key is not a DeviceId (written by someone else): left alone")
 	}
-	if misplaced > 0 {
-		t.log.Warn().Int64("records", misplaced).
+	if t.stats.Misplaced > 0 {
+		t.log.Warn().Int64("records", t.stats.Misplaced).
 			Msg("table topic holds records in a partition their key does not hash to (its partition count changed): they get tombstones")
 	}
-	return nil
+}
+
+// hasHeader reports whether m has a header named key; it is asked only
+// for keys that are not DeviceIds (reading every record's headers costs a
+// fifth of the read-back).
+func hasHeader(m *kread.Message, key string) bool {
+	_, ok := m.Header(key)
+	return ok
 }
 
 // printable quotes at most 64 bytes of a foreign key for a log line.
@@ -471,11 +488,25 @@ func (t *Table) Complete(ctx context.Context) error {
 	if err := t.stopSpill(); err != nil {
 		return err
 	}
+
+	// The devices of the table that the snapshot did not contain get
+	// tombstones. They are listed now, and the device state (tens of
+	// megabytes) is returned before the writes, which allocate batches.
+	gone, freeGone, err := t.unclaimed()
+	if err != nil {
+		return err
+	}
+	defer freeGone()
+	for i := range t.parts {
+		t.parts[i].release()
+	}
+	t.newKeys.release()
+
 	if err := t.write(ctx, msgs); err != nil {
 		return err
 	}
 
-	// Tombstones: devices of the table that the snapshot did not contain.
+	// Tombstones, after every added and changed record was written.
 	var tombs []kafka.Message
 	removed := int64(0)
 	flush := func(force bool) error {
@@ -486,17 +517,11 @@ func (t *Table) Complete(ctx context.Context) error {
 		tombs = tombs[:0]
 		return err
 	}
-	for p := range t.parts {
-		ps := &t.parts[p]
-		for i := range ps.entries {
-			if ps.entries[i].claimed() {
-				continue
-			}
-			tombs = append(tombs, t.tombstone(ps.entries[i].id.appendHex(nil), -1))
-			removed++
-			if err := flush(false); err != nil {
-				return err
-			}
+	for _, d := range gone {
+		tombs = append(tombs, t.tombstone(d.appendHex(nil), -1))
+		removed++
+		if err := flush(false); err != nil {
+			return err
 		}
 	}
 	for key, oe := range t.odd {
@@ -518,6 +543,32 @@ func (t *Table) Complete(ctx context.Context) error {
 		Int64("unchanged", t.stats.Unchanged).Int64("devices", t.stats.Added+t.stats.Changed+t.stats.Unchanged).
 		Dur("duration", t.stats.CompleteDuration).Msg("table topic updated")
 	return nil
+}
+
+// unclaimed lists the devices of the table that no line of the snapshot
+// claimed, outside the Go heap.
+func (t *Table) unclaimed() ([]id, func(), error) {
+	n := 0
+	for p := range t.parts {
+		for i := range t.parts[p].entries {
+			if !t.parts[p].entries[i].claimed() {
+				n++
+			}
+		}
+	}
+	out, free, err := offHeap[id](n)
+	if err != nil {
+		return nil, nil, err
+	}
+	out = out[:0]
+	for p := range t.parts {
+		for i := range t.parts[p].entries {
+			if e := &t.parts[p].entries[i]; !e.claimed() {
+				out = append(out, e.id)
+			}
+		}
+	}
+	return out, free, nil
 }
 
 // stopSpill waits for the changes written during the snapshot.

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -106,6 +105,7 @@ func (e *env) run(runID string, lines []line, complete bool, mod func(*Config)) 
 	if err := tb.Load(ctx); err != nil {
 		return tb, &logs, err
 	}
+	tb.LogLoad()
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	for p := range 3 {
@@ -483,6 +483,96 @@ func TestRecordsInTheWrongPartitionGetTombstones(t *testing.T) {
 	}
 }
 
+// TestLoadLogsNothingUntilLogLoad: a read-back that its run does not use
+// (an unchanged export) leaves no trace in the log.
+func TestLoadLogsNothingUntilLogLoad(t *testing.T) {
+	e := newEnv(t, 2)
+	if err := e.writer.WriteMessages(context.Background(), kafka.Message{Key: []byte("not-a-device"), Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.SyncBuffer
+	tb, err := New(Config{Topic: e.topic, RunID: "r", Client: e.client, Writer: e.writer, Logger: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
+	if err := tb.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if logs.String() != "" {
+		t.Fatalf("Load logged %s", logs.String())
+	}
+	tb.LogLoad()
+	if !strings.Contains(logs.String(), `"message":"table topic read"`) || !strings.Contains(logs.String(), `"first_key":"\"not-a-device\""`) {
+		t.Fatalf("LogLoad logged %s", logs.String())
+	}
+}
+
+// stateProbe is a Writer that records whether the table still held its
+// device state when it was asked to write.
+type stateProbe struct {
+	w         Writer
+	tb        *Table
+	calls     int
+	withState int
+}
+
+func (p *stateProbe) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	p.calls++
+	for i := range p.tb.parts {
+		if p.tb.parts[i].entries != nil {
+			p.withState++
+			break
+		}
+	}
+	return p.w.WriteMessages(ctx, msgs...)
+}
+
+// TestCompleteReturnsTheStateBeforeWriting: the device state (48 bytes a
+// device) is unmapped before Complete's writes allocate their batches, so
+// that the two do not add up in the peak memory of a run.
+func TestCompleteReturnsTheStateBeforeWriting(t *testing.T) {
+	e := newEnv(t, 2)
+	s1 := map[int]int{}
+	for i := range 100 {
+		s1[i] = 1
+	}
+	if _, _, err := e.run("run-1", snapshotOf(s1), true, nil); err != nil {
+		t.Fatal(err)
+	}
+	s2 := map[int]int{}
+	for i := 10; i < 100; i++ {
+		s2[i] = 1 + i%2 // 10 removed, 45 changed
+	}
+	l2 := snapshotOf(s2)
+	probe := &stateProbe{w: e.writer}
+	tb, err := New(Config{Topic: e.topic, Export: schema.ExportInfoGathering, GeneratedTime: "2026-11-27T10:01:00Z", RunID: "run-2",
+		Client: e.client, Writer: probe, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.tb = tb
+	ctx := context.Background()
+	if err := tb.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range l2 {
+		if err := tb.Record(l.part, l.num, []byte(l.key), []byte(l.value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tb.Complete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tb.Close()
+	if probe.calls < 2 || probe.withState != 0 {
+		t.Fatalf("%d of %d writes while the state was held", probe.withState, probe.calls)
+	}
+	if got := changes(t, e.check("run-2", l2), l2); got[Removed] != 10 || got[Changed] != 45 {
+		t.Fatalf("run wrote %v", got)
+	}
+}
+
 // failingWriter fails every write after the first n calls.
 type failingWriter struct {
 	w     Writer
@@ -668,30 +758,6 @@ func TestNewKeysGrowAndKeepClaims(t *testing.T) {
 	}
 	if n != len(ids) {
 		t.Fatalf("%d ids held, want %d", n, len(ids))
-	}
-}
-
-func TestStreamedDigestEqualsOneShot(t *testing.T) {
-	h := newHasher()
-	st := h.streamer()
-	buf := make([]byte, 5000)
-	_, _ = crand.Read(buf)
-	for n := 0; n <= len(buf); n += 1 + n/7 {
-		v := buf[:n]
-		// Pieces of random sizes, as kafka-go's pages hand them over.
-		r, w := io.Pipe()
-		go func() {
-			for rest := v; len(rest) > 0; {
-				k := min(len(rest), 1+rand.IntN(300))
-				_, _ = w.Write(rest[:k])
-				rest = rest[k:]
-			}
-			w.Close()
-		}()
-		got, err := st.sum(r)
-		if err != nil || got != h.sum(v) {
-			t.Fatalf("%d bytes: streamed %+v, one-shot %+v (%v)", n, got, h.sum(v), err)
-		}
 	}
 }
 

@@ -281,17 +281,22 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	out.manifest = manifest
 
 	// The tail of the topic decides whether this export is published
-	// (README, "Unchanged exports and concurrent runs").
+	// (README, "Unchanged exports and concurrent runs"). The table is read
+	// back meanwhile, and only used for a snapshot that is published.
+	if tbl != nil {
+		tbl.startLoad(ctx, manifest, runID, cfg.Pipeline.RetryMax, log)
+	}
 	if k != nil {
 		if done := checkTail(ctx, k, cfg, manifest, partitions, log, &out); done {
+			if tbl != nil {
+				tbl.cancelLoad()
+			}
 			return out
 		}
 	}
-
-	// The table is read back only for a snapshot that is published.
 	var observer producer.Observer
 	if tbl != nil {
-		if observer, err = tbl.load(ctx, manifest, runID, cfg.Pipeline.RetryMax, log); err != nil {
+		if observer, err = tbl.loaded(); err != nil {
 			return fail(err, "table topic: cannot read it back; nothing was published")
 		}
 	}

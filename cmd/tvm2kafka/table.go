@@ -13,13 +13,17 @@ import (
 )
 
 // tableTopic is the table topic (KAFKA_TABLE_TOPIC) of a run: checked or
-// created before the export API is called, read back once a snapshot is
-// going to be published, and updated by the snapshot as its Observer.
+// created before the export API is called, read back once the export is
+// known (while the records topic's tail is checked; cancelled when the run
+// publishes nothing), and updated by the snapshot as its Observer.
 type tableTopic struct {
 	k      *producer.Kafka
 	topic  string
 	writer *producer.KeyedWriter
-	table  *table.Table
+	table  *table.Table // once read back
+
+	loading chan error // the read-back's result (startLoad)
+	cancel  context.CancelFunc
 }
 
 // openTable makes sure the table topic exists and is compacted. A topic
@@ -42,26 +46,54 @@ func openTable(ctx context.Context, cfg *config, k *producer.Kafka, log zerolog.
 	return &tableTopic{k: k, topic: topic, writer: w}, exitOK, nil
 }
 
-// load reads the table back for the run that is about to publish manifest.
-func (tt *tableTopic) load(ctx context.Context, manifest schema.Manifest, runID string, retryMax time.Duration, log zerolog.Logger) (producer.Observer, error) {
-	t, err := table.New(table.Config{
-		Topic: tt.topic, Export: manifest.Export, GeneratedTime: manifest.GeneratedTime, RunID: runID,
-		Client: tt.k.Client(), Writer: tt.writer, RetryMaxElapsed: retryMax, Logger: log,
-	})
-	if err != nil {
+// startLoad starts reading the table back for the run that is about to
+// publish manifest, while the run checks the records topic's tail (which
+// waits on the brokers; the read-back keeps the CPU busy). Exactly one of
+// loaded or cancelLoad must follow.
+func (tt *tableTopic) startLoad(ctx context.Context, manifest schema.Manifest, runID string, retryMax time.Duration, log zerolog.Logger) {
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	tt.loading, tt.cancel = done, cancel
+	go func() {
+		t, err := table.New(table.Config{
+			Topic: tt.topic, Export: manifest.Export, GeneratedTime: manifest.GeneratedTime, RunID: runID,
+			Client: tt.k.Client(), Writer: tt.writer, RetryMaxElapsed: retryMax, Logger: log,
+		})
+		if err == nil {
+			if err = t.Load(lctx); err == nil {
+				tt.table = t
+			}
+		}
+		done <- err
+	}()
+}
+
+// loaded waits for the read-back started by startLoad and returns the
+// table as the snapshot's Observer.
+func (tt *tableTopic) loaded() (producer.Observer, error) {
+	// The read-back's context stays live: the table's writes during the
+	// snapshot derive from it.
+	if err := <-tt.loading; err != nil {
 		return nil, err
 	}
-	if err := t.Load(ctx); err != nil {
-		return nil, err
-	}
-	tt.table = t
-	return t, nil
+	tt.table.LogLoad()
+	return tt.table, nil
+}
+
+// cancelLoad stops the read-back started by startLoad (the run publishes
+// nothing) and waits for it.
+func (tt *tableTopic) cancelLoad() {
+	tt.cancel()
+	<-tt.loading
 }
 
 // close ends the run's table update and closes its writer.
 func (tt *tableTopic) close() {
 	if tt.table != nil {
 		tt.table.Close()
+	}
+	if tt.cancel != nil {
+		tt.cancel()
 	}
 	_ = tt.writer.Close()
 }

@@ -1,15 +1,15 @@
-// Package kread reads Kafka partitions with kafka-go's Client: the
-// partitions of a topic with their first and end offsets, and the messages
-// between two offsets of one partition, fetched in bounded chunks and
-// decoded into reused buffers. The consumer package and the table topic
-// share it.
+// Package kread reads Kafka partitions through kafka-go's Client and
+// Transport: the partitions of a topic with their first and end offsets,
+// and the messages between two offsets of one partition, fetched in
+// bounded chunks. Fetch responses are read raw and their record batches
+// decoded here, into reused buffers, with nothing allocated per message
+// (fetch.go, batch.go). The consumer package and the table topic share it.
 package kread
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync/atomic"
 	"time"
 
@@ -98,31 +98,34 @@ func Partitions(ctx context.Context, c *kafka.Client, topic string) ([]Partition
 	return out, nil
 }
 
-// Message is one message as Scan hands it over. Key, Value and Headers
-// are valid only during the callback; a nil Value is a null value
-// (tombstone), a nil Key a message without key.
+// Message is one message as Scan hands it over. Key, Value and what
+// Headers returns are valid only during the callback; a nil Value is a
+// null value (tombstone), a nil Key a message without key.
 type Message struct {
 	Partition int
 	Offset    int64
 	Time      time.Time
 	Key       []byte
 	Value     []byte
-	Headers   []kafka.Header
-	// RawValue is the value as kafka-go decoded it, instead of Value,
-	// when the Scanner's RawValues is set: nil for a null value; its
-	// WriteTo hands the bytes over without copying them. Valid only
-	// during the callback.
-	RawValue kafka.Bytes
+
+	headers  []byte // encoded, as in the record
+	nHeaders int
+	scan     *scanState
 }
 
 // Header returns the value of the last header named key.
 func (m *Message) Header(key string) ([]byte, bool) {
-	for i := len(m.Headers) - 1; i >= 0; i-- {
-		if m.Headers[i].Key == key {
-			return m.Headers[i].Value, true
-		}
+	return header(m.headers, m.nHeaders, key)
+}
+
+// Headers returns the message's headers. The slice and the header values
+// are valid only during the callback; the header keys are ordinary
+// strings.
+func (m *Message) Headers() []kafka.Header {
+	if m.nHeaders == 0 {
+		return nil
 	}
-	return nil, false
+	return m.scan.headers(m.headers, m.nHeaders)
 }
 
 // Stats counts what scanners read; safe for concurrent use.
@@ -133,7 +136,7 @@ type Stats struct {
 	Fetches, Messages, Bytes atomic.Int64
 }
 
-// Scanner reads messages of one topic.
+// Scanner reads messages of one topic. Scan may be called concurrently.
 type Scanner struct {
 	Client *kafka.Client
 	Topic  string
@@ -145,13 +148,48 @@ type Scanner struct {
 	MaxWait time.Duration
 	// Stats, when set, counts what is read.
 	Stats *Stats
-	// RawValues hands values over as Message.RawValue instead of copying
-	// them into Message.Value.
-	RawValues bool
 }
 
 // ErrStop, returned by a Scan callback, ends the scan without error.
 var ErrStop = errors.New("stop scanning")
+
+// scanState is what one Scan reuses from fetch to fetch.
+type scanState struct {
+	buf  []byte // the fetch response
+	dec  decoder
+	hdrs []kafka.Header
+	keys map[string]string // header keys, interned
+}
+
+// maxInterned bounds the distinct header keys a scan keeps as strings.
+const maxInterned = 1024
+
+func (st *scanState) headers(h []byte, n int) []kafka.Header {
+	st.hdrs = st.hdrs[:0]
+	for range n {
+		k, rest, ok := nullableBytes(h)
+		if !ok {
+			break
+		}
+		v, rest, ok := nullableBytes(rest)
+		if !ok {
+			break
+		}
+		h = rest
+		key, found := st.keys[string(k)]
+		if !found {
+			key = string(k)
+			if st.keys == nil {
+				st.keys = map[string]string{}
+			}
+			if len(st.keys) < maxInterned {
+				st.keys[key] = key
+			}
+		}
+		st.hdrs = append(st.hdrs, kafka.Header{Key: key, Value: v})
+	}
+	return st.hdrs
+}
 
 // Scan calls fn for every message of partition p with from ≤ offset < to,
 // in offset order. With to < 0 it follows the partition until ctx is done
@@ -166,22 +204,23 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 	if maxWait <= 0 {
 		maxWait = DefaultMaxWait
 	}
-	var key, value []byte
+	st := &scanState{}
 	var msg Message
 	offset := from
 	for to < 0 || offset < to {
-		var resp *kafka.FetchResponse
+		var resp *fetchResponse
 		err := retry(ctx, func(ctx context.Context) error {
-			var err error
-			resp, err = s.Client.Fetch(ctx, &kafka.FetchRequest{
-				Topic: s.Topic, Partition: p, Offset: offset,
-				MinBytes: 1, MaxBytes: int64(maxBytes), MaxWait: maxWait,
+			r, err := fetch(ctx, s.Client, &fetchRequest{
+				topic: s.Topic, partition: int32(p), offset: offset,
+				maxBytes: int32(min(maxBytes, 1<<30)), maxWait: maxWait, buf: st.buf,
 			})
-			if err == nil && resp.Error != nil {
-				err = resp.Error
-				if errors.Is(err, kafka.OffsetOutOfRange) {
-					err = backoff.Permanent(err)
-				}
+			if err != nil {
+				st.buf = nil // the connection may still be writing into it
+				return err
+			}
+			st.buf, resp = r.buf, r
+			if err = r.err; errors.Is(err, kafka.OffsetOutOfRange) {
+				err = backoff.Permanent(err)
 			}
 			return err
 		})
@@ -193,74 +232,36 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 		}
 		before := offset
 		stop := false
-		for !stop {
-			r, err := resp.Records.ReadRecord()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				closeRecords(resp.Records)
-				return fmt.Errorf("kafka: decoding %s[%d] near offset %d: %w", s.Topic, p, offset, err)
-			}
+		next, err := st.dec.each(resp.records, func(r *record) error {
 			if s.Stats != nil {
-				n := 0
-				if r.Key != nil {
-					n += r.Key.Len()
-				}
-				if r.Value != nil {
-					n += r.Value.Len()
-				}
 				s.Stats.Messages.Add(1)
-				s.Stats.Bytes.Add(int64(n))
+				s.Stats.Bytes.Add(int64(len(r.key) + len(r.value)))
 			}
-			if r.Offset < offset || (to >= 0 && r.Offset >= to) {
-				// Before the offset asked for (a batch can begin earlier),
-				// or past the end.
-				closeBytes(r.Key)
-				closeBytes(r.Value)
-				if r.Offset < offset {
-					continue
-				}
+			if r.offset < offset {
+				return nil // a batch can begin before the offset asked for
+			}
+			if to >= 0 && r.offset >= to {
 				stop = true
-				break
+				return ErrStop
 			}
-			key, err = readBytes(r.Key, key)
-			if err == nil && !s.RawValues {
-				value, err = readBytes(r.Value, value)
-			}
-			if err != nil {
-				closeBytes(r.Key)
-				closeBytes(r.Value)
-				closeRecords(resp.Records)
-				return fmt.Errorf("kafka: decoding %s[%d] offset %d: %w", s.Topic, p, r.Offset, err)
-			}
-			msg = Message{Partition: p, Offset: r.Offset, Time: r.Time, Headers: r.Headers}
-			if r.Key != nil {
-				msg.Key = key
-			}
-			switch {
-			case s.RawValues:
-				msg.RawValue = r.Value
-			case r.Value != nil:
-				msg.Value = value
-			}
-			offset = r.Offset + 1
-			err = fn(&msg)
-			// Hand the response's pages back to kafka-go's pool at once.
-			closeBytes(r.Key)
-			closeBytes(r.Value)
-			if err != nil {
-				closeRecords(resp.Records)
-				if errors.Is(err, ErrStop) {
-					return nil
-				}
-				return err
-			}
-		}
-		closeRecords(resp.Records)
-		if stop {
+			msg = Message{Partition: p, Offset: r.offset, Time: time.UnixMilli(r.time), Key: r.key, Value: r.value,
+				headers: r.headers, nHeaders: r.nHeaders, scan: st}
+			offset = r.offset + 1
+			return fn(&msg)
+		})
+		switch {
+		case errors.Is(err, ErrStop):
+			return nil
+		case errors.Is(err, errCorrupt):
+			return fmt.Errorf("kafka: decoding %s[%d] near offset %d: %w", s.Topic, p, offset, err)
+		case err != nil:
+			return err
+		case stop:
 			return nil
 		}
+		// Offsets after the last message handed over that hold none: the
+		// rest of a batch compacted away, transaction markers.
+		offset = max(offset, next)
 		if offset == before {
 			// Nothing at or after offset in this response.
 			switch {
@@ -268,7 +269,7 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-			case resp.HighWatermark <= offset:
+			case resp.highWatermark <= offset:
 				return nil // the partition ends before to
 			default:
 				// Offsets without messages (a compacted topic's gap, an
@@ -278,33 +279,6 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 		}
 	}
 	return nil
-}
-
-// closeRecords releases the buffers of a fetch response's records.
-func closeRecords(r kafka.RecordReader) {
-	if c, ok := r.(io.Closer); ok {
-		_ = c.Close()
-	}
-}
-
-func closeBytes(b kafka.Bytes) {
-	if b != nil {
-		_ = b.Close()
-	}
-}
-
-// readBytes reads b into buf (reused) and returns it; nil for a nil b.
-func readBytes(b kafka.Bytes, buf []byte) ([]byte, error) {
-	if b == nil {
-		return buf[:0], nil
-	}
-	n := b.Len()
-	if cap(buf) < n {
-		buf = make([]byte, n, max(n, 2*cap(buf)))
-	}
-	buf = buf[:n]
-	_, err := io.ReadFull(b, buf)
-	return buf, err
 }
 
 // retry runs call with a bounded timeout per attempt, retrying transient
