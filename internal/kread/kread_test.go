@@ -26,7 +26,8 @@ func newCluster(t *testing.T, partitions int, topics ...string) (*kfake.Cluster,
 func write(t *testing.T, c *kfake.Cluster, topic string, p, n, batch int) {
 	t.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(c.ListenAddrs()...), Topic: topic, BatchSize: batch, BatchTimeout: time.Millisecond,
-		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return p }), Compression: kafka.Lz4}
+		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return p }), Compression: kafka.Lz4,
+		RequiredAcks: kafka.RequireAll} // acknowledged, so that the offsets that follow see every message
 	defer w.Close()
 	var msgs []kafka.Message
 	for i := range n {
