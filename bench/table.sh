@@ -105,7 +105,7 @@ contender() {
 	log "round $round $name: $(elapsed "$t0" "$t1") s, $(cpusec "$tf") s CPU, peak RSS $(($(maxrss "$tf") / 1024)) MB"
 }
 
-printf '# contender\tround\twall_s\tmax_rss_kb\ttable_read_ms\ttable_update_ms\tchanged\ttable_devices\tcpu_s\n' >"$RESULTS"
+printf '# contender\tround\twall_s\tmax_rss_kb\ttable_read_s\ttable_update_s\tchanged\ttable_devices\tcpu_s\n' >"$RESULTS"
 log "first run: fills table topic $TABLE with $records devices"
 contender first 0 "$URL_A" "$TABLE"
 for ((r = 1; r <= rounds; r++)); do
