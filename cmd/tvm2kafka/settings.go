@@ -54,7 +54,7 @@ type demoSettings struct {
 		Workers     int    `flag:"workers" shown:"the CPUs" min:"1" max:"256" help:"part files processed at once"`
 		Compression string `flag:"compression" default:"lz4" enum:"none,gzip,snappy,lz4,zstd" help:"compression of the record batches"`
 		Seed        int    `flag:"seed" default:"1" min:"-2147483648" max:"2147483647" help:"seed of the synthetic export"`
-		LogLevel    string `flag:"log-level" default:"info" enum:"trace,debug,info,warn,error" help:"log level"`
+		LogLevel    string `flag:"log-level" default:"info" enum:"trace,debug,info,warn,error,fatal,panic,disabled" help:"log level"`
 		LogFormat   string `flag:"log-format" default:"console" enum:"json,console" help:"log format"`
 	} `group:"Demo"`
 }
@@ -118,6 +118,6 @@ type pipelineSettings struct {
 
 // logSettings: run, serve and verify.
 type logSettings struct {
-	Level  string `env:"LOG_LEVEL" flag:"log-level" default:"info" enum:"trace,debug,info,warn,error" help:"zerolog level"`
+	Level  string `env:"LOG_LEVEL" flag:"log-level" default:"info" enum:"trace,debug,info,warn,error,fatal,panic,disabled" help:"zerolog level"`
 	Format string `env:"LOG_FORMAT" flag:"log-format" default:"json" enum:"json,console" help:"log format"`
 }

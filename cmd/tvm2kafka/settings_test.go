@@ -136,6 +136,14 @@ func TestDecode(t *testing.T) {
 		in.Runs.Lease.Minutes() != 5 || in.Azure.SASValidHours != 0 || in.Pipeline.Workers != 0 {
 		t.Fatalf("decoded %+v", in)
 	}
+	for _, level := range []string{"trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"} {
+		r := defaultValues()
+		r["LOG_LEVEL"] = level
+		var got runSettings
+		if errs := decode(list, r, &got); len(errs) > 0 || got.Logs.Level != level {
+			t.Errorf("LOG_LEVEL=%s, a zerolog level: %q, %v", level, got.Logs.Level, errs)
+		}
+	}
 	raw["KAFKA_TLS"] = "false"
 	if errs := decode(list, raw, &in); len(errs) > 0 || in.Kafka.TLS == nil || *in.Kafka.TLS {
 		t.Fatalf("KAFKA_TLS=false: %v %v", in.Kafka.TLS, errs)
