@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -67,13 +68,8 @@ func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range base {
-				env[k] = v
-			}
-			for k, v := range tc.env {
-				env[k] = v
-			}
+			env := maps.Clone(base)
+			maps.Copy(env, tc.env)
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), append([]string{"run"}, tc.args...), envOf(env), &stdout, &stderr)
 			if code != exitUsage {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,13 +45,8 @@ func TestConflictingSettings(t *testing.T) {
 			[]string{"KAFKA_TOPIC_CONFIG", `"cleanup.policy" is not key=value`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range base {
-				env[k] = v
-			}
-			for k, v := range tc.env {
-				env[k] = v
-			}
+			env := maps.Clone(base)
+			maps.Copy(env, tc.env)
 			var stdout, stderr bytes.Buffer
 			if code := run(context.Background(), []string{"run"}, envOf(env), &stdout, &stderr); code != exitUsage {
 				t.Fatalf("exit %d, want 2:\n%s", code, stderr.String())

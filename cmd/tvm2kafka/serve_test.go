@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -221,10 +222,8 @@ func TestServeConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 		{"serve", "TVM2KAFKA_HTTP_ADDR", ":99999"},
 		{"serve", "TVM2KAFKA_HTTP_ADDR", busy.Addr().String()},
 	} {
-		env := map[string]string{c.env: c.value}
-		for k, v := range base {
-			env[k] = v
-		}
+		env := maps.Clone(base)
+		env[c.env] = c.value
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), []string{c.cmd}, envOf(env), &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), c.env) {
 			t.Errorf("%s %s=%q: exit %d, want 2 naming the setting:\n%s", c.cmd, c.env, c.value, code, stderr.String())
