@@ -3,16 +3,17 @@ package consumer
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tvm2kafka/tvm2kafka/internal/kread"
+	"github.com/rs/zerolog"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -29,7 +30,7 @@ const (
 )
 
 // ErrNoTopic is returned for a topic that does not exist.
-var ErrNoTopic = kread.ErrNoTopic
+var ErrNoTopic = wire.ErrNoTopic
 
 // Config configures a Reader. Brokers is required; everything else has a
 // default.
@@ -38,9 +39,10 @@ type Config struct {
 	Brokers []string
 	// Topic is tvm2kafka's KAFKA_TOPIC (default "mde.infogathering").
 	Topic string
-	// Transport carries TLS and SASL settings (a *kafka.Transport); nil
-	// is kafka-go's DefaultTransport (plaintext).
-	Transport kafka.RoundTripper
+	// TLS, when set, connects to the brokers with TLS.
+	TLS *tls.Config
+	// SASL authenticates to the brokers when its Mechanism is set.
+	SASL SASL
 	// From is where reading starts (default FromNewestSnapshot).
 	From From
 	// NewStage returns the stage that collects the records of partition's
@@ -57,6 +59,22 @@ type Config struct {
 	Timeout time.Duration
 }
 
+// SASL is how a Reader authenticates to the brokers.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+	Mechanism string
+	// Username and Password, for PLAIN and SCRAM.
+	Username, Password string
+	// Token yields the bearer tokens of OAUTHBEARER, with their expiry
+	// (connections are retired before it).
+	Token func(ctx context.Context) (token string, expiresOn time.Time, err error)
+}
+
+// Header is one header of a record: a key and a value (nil: no value).
+// It is the type the reading code decodes into, so that no record's
+// headers are copied on the way to a Stage.
+type Header = wire.Header
+
 // Record is one record message of a snapshot.
 type Record struct {
 	Partition int
@@ -65,7 +83,7 @@ type Record struct {
 	Time time.Time
 	// Key is the DeviceId, Value the device's line exactly as in the export.
 	Key, Value []byte
-	Headers    []kafka.Header
+	Headers    []Header
 }
 
 // Header returns the value of the header named key.
@@ -105,9 +123,9 @@ type MemoryStage struct {
 func (s *MemoryStage) Add(r *Record) error {
 	c := *r
 	c.Key, c.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
-	c.Headers = make([]kafka.Header, len(r.Headers))
+	c.Headers = make([]Header, len(r.Headers))
 	for i, h := range r.Headers {
-		c.Headers[i] = kafka.Header{Key: h.Key, Value: bytes.Clone(h.Value)}
+		c.Headers[i] = Header{Key: h.Key, Value: bytes.Clone(h.Value)}
 	}
 	s.Records = append(s.Records, c)
 	return nil
@@ -220,9 +238,10 @@ type Status struct {
 // concurrent calls of Read and Follow.
 type Reader struct {
 	cfg   Config
-	scan  *kread.Scanner
-	probe *kread.Scanner // one batch per fetch: reads single messages
-	stats kread.Stats
+	k     *wire.Kafka
+	scan  *wire.Scanner
+	probe *wire.Scanner // one batch per fetch: reads single messages
+	stats wire.Stats
 
 	mu      sync.Mutex // serialises Handler calls and the topic-wide state
 	parts   []*partState
@@ -257,13 +276,19 @@ func NewReader(cfg Config) (*Reader, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	r := &Reader{cfg: cfg, pending: map[string]*pendingRun{}}
-	r.scan = &kread.Scanner{
-		Client:   &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cfg.Timeout, Transport: cfg.Transport},
-		Topic:    cfg.Topic,
-		MaxBytes: cfg.FetchBytes,
-		Stats:    &r.stats,
+	wc := wire.DefaultConfig()
+	wc.Brokers, wc.Topic, wc.WriteTimeout = cfg.Brokers, cfg.Topic, cfg.Timeout
+	wc.TLS, wc.TLSConfig = cfg.TLS != nil, cfg.TLS
+	wc.SASLMechanism, wc.SASLUsername, wc.SASLPassword = cfg.SASL.Mechanism, cfg.SASL.Username, cfg.SASL.Password
+	if cfg.SASL.Token != nil {
+		wc.OAuthToken = cfg.SASL.Token
 	}
+	k, err := wire.NewKafka(wc, zerolog.Nop())
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	r := &Reader{cfg: cfg, k: k, pending: map[string]*pendingRun{}}
+	r.scan = k.Scanner(cfg.Topic, cfg.FetchBytes, &r.stats)
 	probe := *r.scan
 	probe.MaxBytes = 1 // the broker still returns the first batch whole
 	r.probe = &probe
@@ -275,7 +300,7 @@ func NewReader(cfg Config) (*Reader, error) {
 // partitions have when Read is called, and hands over what it completes.
 // It returns the status of the newest snapshot of every partition.
 func (r *Reader) Read(ctx context.Context, h Handler) (*Status, error) {
-	parts, err := kread.Partitions(ctx, r.scan.Client, r.cfg.Topic)
+	parts, err := r.k.Partitions(ctx, r.cfg.Topic)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +312,7 @@ func (r *Reader) Read(ctx context.Context, h Handler) (*Status, error) {
 	for _, ps := range r.parts {
 		end := parts[ps.status.Partition].End
 		g.Go(func() error {
-			return r.scan.Scan(gctx, ps.status.Partition, ps.next, end, func(m *kread.Message) error {
+			return r.scan.Scan(gctx, ps.status.Partition, ps.next, end, func(m *wire.Message) error {
 				return r.handle(gctx, ps, m, h)
 			})
 		})
@@ -301,7 +326,7 @@ func (r *Reader) Read(ctx context.Context, h Handler) (*Status, error) {
 // Follow reads like Read and then keeps reading new messages as they are
 // written, until ctx is done; it returns ctx's error or the first failure.
 func (r *Reader) Follow(ctx context.Context, h Handler) error {
-	parts, err := kread.Partitions(ctx, r.scan.Client, r.cfg.Topic)
+	parts, err := r.k.Partitions(ctx, r.cfg.Topic)
 	if err != nil {
 		return err
 	}
@@ -311,7 +336,7 @@ func (r *Reader) Follow(ctx context.Context, h Handler) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, ps := range r.parts {
 		g.Go(func() error {
-			return r.scan.Scan(gctx, ps.status.Partition, ps.next, -1, func(m *kread.Message) error {
+			return r.scan.Scan(gctx, ps.status.Partition, ps.next, -1, func(m *wire.Message) error {
 				return r.handle(gctx, ps, m, h)
 			})
 		})
@@ -335,7 +360,7 @@ func (r *Reader) Status() *Status {
 }
 
 // init positions every partition at the first call.
-func (r *Reader) init(ctx context.Context, parts []kread.Partition) error {
+func (r *Reader) init(ctx context.Context, parts []wire.Partition) error {
 	if r.parts != nil {
 		if len(parts) != len(r.parts) {
 			return fmt.Errorf("consumer: topic %q now has %d partitions, not %d", r.cfg.Topic, len(parts), len(r.parts))
@@ -388,7 +413,7 @@ type staging struct {
 }
 
 // handle applies the protocol to one message of ps's partition.
-func (r *Reader) handle(ctx context.Context, ps *partState, m *kread.Message, h Handler) error {
+func (r *Reader) handle(ctx context.Context, ps *partState, m *wire.Message, h Handler) error {
 	ps.next = m.Offset + 1
 	if string(m.Key) != schema.MarkerKey {
 		return r.record(ps, m)
@@ -452,7 +477,7 @@ func (r *Reader) handle(ctx context.Context, ps *partState, m *kread.Message, h 
 	return nil
 }
 
-func (r *Reader) record(ps *partState, m *kread.Message) error {
+func (r *Reader) record(ps *partState, m *wire.Message) error {
 	st := ps.open
 	run, _ := m.Header(schema.HeaderRunID)
 	if st == nil || string(run) != st.runID {
@@ -552,3 +577,6 @@ func wholeSnapshot(shares []*Share) *Snapshot {
 	}
 	return snap
 }
+
+// Close closes the Reader's idle connections.
+func (r *Reader) Close() error { return r.k.Close() }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/tvm2kafka/tvm2kafka/internal/kread"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -25,7 +25,7 @@ const (
 // read to confirm it. Otherwise (the newest run was aborted, is still
 // running, or other messages are interleaved) the partition is searched
 // backwards from its end in growing chunks, each read forwards.
-func (r *Reader) locate(ctx context.Context, p kread.Partition) (int64, error) {
+func (r *Reader) locate(ctx context.Context, p wire.Partition) (int64, error) {
 	if p.End <= p.First {
 		return p.End, nil
 	}
@@ -52,7 +52,7 @@ func (r *Reader) locate(ctx context.Context, p kread.Partition) (int64, error) {
 	for hi > p.First {
 		lo := max(p.First, hi-chunk)
 		found := int64(-1)
-		err := r.scan.Scan(ctx, p.ID, lo, hi, func(m *kread.Message) error {
+		err := r.scan.Scan(ctx, p.ID, lo, hi, func(m *wire.Message) error {
 			if isStart(m) {
 				found = m.Offset
 			}
@@ -71,22 +71,22 @@ func (r *Reader) locate(ctx context.Context, p kread.Partition) (int64, error) {
 
 // markerAt returns the marker at offset, or nil when the message there is
 // not a marker (or offset holds no message).
-func (r *Reader) markerAt(ctx context.Context, p kread.Partition, offset int64) (*schema.Marker, error) {
+func (r *Reader) markerAt(ctx context.Context, p wire.Partition, offset int64) (*schema.Marker, error) {
 	var mk *schema.Marker
-	err := r.probe.Scan(ctx, p.ID, offset, offset+1, func(m *kread.Message) error {
+	err := r.probe.Scan(ctx, p.ID, offset, offset+1, func(m *wire.Message) error {
 		if m.Offset != offset || string(m.Key) != schema.MarkerKey {
-			return kread.ErrStop
+			return wire.ErrStop
 		}
 		var v schema.Marker
 		if json.Unmarshal(m.Value, &v) == nil {
 			mk = &v
 		}
-		return kread.ErrStop
+		return wire.ErrStop
 	})
 	return mk, err
 }
 
-func isStart(m *kread.Message) bool {
+func isStart(m *wire.Message) bool {
 	if string(m.Key) != schema.MarkerKey {
 		return false
 	}

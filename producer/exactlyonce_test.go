@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -14,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pierrec/lz4/v4"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -25,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -33,14 +31,14 @@ import (
 // appended the batch, but its answer is replaced by an error, as when the
 // answer is lost or is an error after the append).
 type faultClient struct {
-	*Kafka
+	*wire.Kafka
 	mu    sync.Mutex
 	fault func(topic string, partition int, batch []byte) (before, after error)
 	// onAfter runs when an after error is about to be returned.
 	onAfter func(topic string, partition int)
 }
 
-func (f *faultClient) produce(ctx context.Context, topic string, partition int, batch []byte) error {
+func (f *faultClient) Produce(ctx context.Context, topic string, partition int, batch []byte) error {
 	var before, after error
 	if f.fault != nil {
 		f.mu.Lock()
@@ -50,7 +48,7 @@ func (f *faultClient) produce(ctx context.Context, topic string, partition int, 
 	if before != nil {
 		return before
 	}
-	if err := f.Kafka.produce(ctx, topic, partition, batch); err != nil {
+	if err := f.Kafka.Produce(ctx, topic, partition, batch); err != nil {
 		return err
 	}
 	if after != nil && f.onAfter != nil {
@@ -79,7 +77,7 @@ func newPartsOf(n, perPart int) (map[int]string, *expectation) {
 
 // runFaulty runs a snapshot through f and checks that the topic holds every
 // record and every marker exactly once with exact counts.
-func runFaulty(t *testing.T, c *kfake.Cluster, k *Kafka, f *faultClient, logs io.Writer) {
+func runFaulty(t *testing.T, c *kfake.Cluster, k *wire.Kafka, f *faultClient, logs io.Writer) {
 	t.Helper()
 	const partitions = 3
 	m := newManifest(t, 3)
@@ -125,7 +123,7 @@ func TestExactlyOnceWhenTheAnswerIsLost(t *testing.T) {
 		for tn, target := range targets {
 			t.Run(an+"/"+tn, func(t *testing.T) {
 				c := newCluster(t, kfake.SeedTopics(3, "records"))
-				k := newTestKafka(t, c, func(cfg *Config) { cfg.Compression = "none" })
+				k := newTestKafka(t, c, func(cfg *wire.Config) { cfg.Compression = "none" })
 				var calls, faults int
 				f := &faultClient{Kafka: k, fault: func(_ string, _ int, batch []byte) (error, error) {
 					calls++
@@ -165,7 +163,7 @@ func TestExactlyOnceBrokerAnswersErrorAfterAppend(t *testing.T) {
 		for _, target := range []string{string(schema.MarkerStart), `"DeviceId"`, string(schema.MarkerEnd)} {
 			t.Run(code.Message+"/"+target, func(t *testing.T) {
 				c := newCluster(t, kfake.SeedTopics(3, "records"))
-				k := newTestKafka(t, c, func(cfg *Config) { cfg.Compression = "none" })
+				k := newTestKafka(t, c, func(cfg *wire.Config) { cfg.Compression = "none" })
 				var hits atomic.Int64
 				c.Fault(kfake.Fault{
 					Keys: []kmsg.Key{kmsg.Produce}, Topic: "records", Err: code, Count: 4,
@@ -197,7 +195,7 @@ func TestExactlyOnceBrokerAnswersErrorAfterAppend(t *testing.T) {
 // batch there, the broker recognises it, and the run logs the change.
 func TestExactlyOnceAcrossLeaderChange(t *testing.T) {
 	c := newCluster(t, kfake.NumBrokers(3), kfake.SeedTopics(3, "records"))
-	k := newTestKafka(t, c, func(cfg *Config) { cfg.Compression = "none" })
+	k := newTestKafka(t, c, func(cfg *wire.Config) { cfg.Compression = "none" })
 	var moves atomic.Int64
 	f := &faultClient{Kafka: k,
 		fault: func(_ string, partition int, batch []byte) (error, error) {
@@ -233,7 +231,7 @@ func TestBrokerRefusesRecordAsTooLarge(t *testing.T) {
 	c := newCluster(t)
 	createTopic(t, c, "records", partitions, map[string]string{"max.message.bytes": "40000"})
 	createTopic(t, c, "dlq", 1, nil)
-	k := newTestKafka(t, c, func(cfg *Config) { cfg.Compression = "none"; cfg.DLQTopic = "dlq" })
+	k := newTestKafka(t, c, func(cfg *wire.Config) { cfg.Compression = "none"; cfg.DLQTopic = "dlq" })
 	m := newManifest(t, 1)
 	exp := newExpectation()
 	pb := &partBuilder{idx: 0, exp: exp}
@@ -319,7 +317,7 @@ func TestRecordSizeBoundsKeyValueAndHeaders(t *testing.T) {
 // follow the start markers.
 func TestRetriesExhaustedAborts(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(2, "records"))
-	k := newTestKafka(t, c, func(cfg *Config) { cfg.Compression = "none" })
+	k := newTestKafka(t, c, func(cfg *wire.Config) { cfg.Compression = "none" })
 	f := &faultClient{Kafka: k, fault: func(_ string, _ int, batch []byte) (error, error) {
 		if batchHolds(batch, `"DeviceId"`) {
 			return errors.New("broker gone"), nil
@@ -365,61 +363,6 @@ func TestStartMarkersUnwritable(t *testing.T) {
 	}
 }
 
-// TestRecordBatchDecodesWithKafkaGo: the batches this package encodes are
-// read back by kafka-go's own decoder with every codec: keys, values,
-// headers, null values, producer id, epoch and base sequence.
-func TestRecordBatchDecodesWithKafkaGo(t *testing.T) {
-	for _, name := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
-		t.Run(name, func(t *testing.T) {
-			codec, err := compressionCodec(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b recordBatch
-			b.firstTS = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()
-			for i := range 300 {
-				hdrs := []header{{"mde.line", []byte(fmt.Sprint(i))}, {"empty", []byte{}}}
-				b.add(kindRecord, position{0, int64(i)}, []byte(deviceID(0, i)), []byte(recordLine(0, i)), i%50 == 49, hdrs)
-			}
-			out, err := encodeBatch(nil, &b, codec, new(lz4.Compressor), producerID{id: 4242, epoch: 3}, 1000)
-			if err != nil {
-				t.Fatal(err)
-			}
-			batch := decodeWithKafkaGo(t, out)
-			if batch.ProducerID != 4242 || batch.ProducerEpoch != 3 || batch.BaseSequence != 1000 {
-				t.Fatalf("producer fields %d/%d/%d", batch.ProducerID, batch.ProducerEpoch, batch.BaseSequence)
-			}
-			for i := 0; ; i++ {
-				r, err := batch.ReadRecord()
-				if errors.Is(err, io.EOF) {
-					if i != 300 {
-						t.Fatalf("read %d records, want 300", i)
-					}
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.Offset != int64(i) || !r.Time.Equal(time.UnixMilli(b.firstTS)) {
-					t.Fatalf("record %d: offset %d time %v", i, r.Offset, r.Time)
-				}
-				key, _ := readAll(r.Key)
-				val, null := readAll(r.Value)
-				if string(key) != deviceID(0, i) || (i%50 == 49) != null || (!null && string(val) != recordLine(0, i)) {
-					t.Fatalf("record %d: key %q value %q (null %v)", i, key, val, null)
-				}
-				if len(r.Headers) != 2 || string(r.Headers[0].Value) != fmt.Sprint(i) || r.Headers[1].Key != "empty" {
-					t.Fatalf("record %d headers %v", i, r.Headers)
-				}
-				dec, err := b.record(i)
-				if err != nil || string(dec.key) != string(key) || dec.nullValue != null || len(dec.headers) != 2 {
-					t.Fatalf("record %d decoded by the batch itself: %+v, %v", i, dec, err)
-				}
-			}
-		})
-	}
-}
-
 // createTopic creates a topic with configs on the in-process cluster.
 func createTopic(t *testing.T, c *kfake.Cluster, topic string, partitions int32, configs map[string]string) {
 	t.Helper()
@@ -448,33 +391,4 @@ func randomHex(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// decodeWithKafkaGo reads an encoded batch (with its size prefix) with
-// kafka-go's protocol decoder.
-func decodeWithKafkaGo(t *testing.T, out []byte) *protocol.RecordBatch {
-	t.Helper()
-	var rs protocol.RecordSet
-	if _, err := rs.ReadFrom(bytes.NewReader(out)); err != nil {
-		t.Fatalf("kafka-go cannot read the batch: %v", err)
-	}
-	st, ok := rs.Records.(*protocol.RecordStream)
-	if !ok || len(st.Records) != 1 {
-		t.Fatalf("kafka-go read %T", rs.Records)
-	}
-	b, ok := st.Records[0].(*protocol.RecordBatch)
-	if !ok {
-		t.Fatalf("kafka-go read %T", st.Records[0])
-	}
-	return b
-}
-
-// readAll returns the bytes of a record's key or value; null is a null one.
-func readAll(b protocol.Bytes) (v []byte, null bool) {
-	if b == nil {
-		return nil, true
-	}
-	defer b.Close()
-	v, _ = io.ReadAll(b)
-	return v, false
 }

@@ -3,8 +3,6 @@ package producer
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,25 +12,21 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
-// deviceID returns a realistic 40-hex DeviceId.
-func deviceID(part, i int) string {
-	h := sha1.Sum([]byte(fmt.Sprintf("device-%d-%d", part, i)))
-	return hex.EncodeToString(h[:])
-}
-
-// recordLine is a realistic-looking export line.
-func recordLine(part, i int) string {
-	id := deviceID(part, i)
-	return fmt.Sprintf(`{"DeviceId":"%s","DeviceName":"host-%d-%d.contoso.com","OsPlatform":"Windows11","OsVersion":"10.0.22631","LastSeenTime":"2024-05-01 10:11:12","RbacGroupId":%d,"DeviceGatheredInfo":"{\"AvMode\":\"0\",\"AvEngineVersion\":\"1.1.24030.4\"}"}`,
-		id, part, i, i%7)
-}
+// Shared with the other packages' tests.
+var (
+	deviceID   = testutil.DeviceID
+	recordLine = testutil.RecordLine
+	newCluster = testutil.NewCluster
+	readTopic  = testutil.ReadTopic
+)
 
 // newManifest makes a manifest of n parts with realistic blob URLs.
 func newManifest(t testing.TB, n int) schema.Manifest {
@@ -70,21 +64,10 @@ func (m *memParts) OpenPart(_ context.Context, p schema.Part) (io.ReadCloser, er
 	return io.NopCloser(strings.NewReader(d)), nil
 }
 
-// newCluster starts an in-process broker.
-func newCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
-	t.Helper()
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
 // newTestKafka connects the real kafka-go writer to c.
-func newTestKafka(t testing.TB, c *kfake.Cluster, mod func(*Config)) *Kafka {
+func newTestKafka(t testing.TB, c *kfake.Cluster, mod func(*wire.Config)) *wire.Kafka {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := wire.DefaultConfig()
 	cfg.Brokers = c.ListenAddrs()
 	cfg.Topic = "records"
 	cfg.DialTimeout = 5 * time.Second
@@ -92,55 +75,12 @@ func newTestKafka(t testing.TB, c *kfake.Cluster, mod func(*Config)) *Kafka {
 	if mod != nil {
 		mod(&cfg)
 	}
-	k, err := NewKafka(cfg, zerolog.Nop())
+	k, err := wire.NewKafka(cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = k.Close() })
 	return k
-}
-
-// readTopic reads every message of topic from the start to its current end
-// offsets: duplicates would show up as extra records.
-func readTopic(t testing.TB, addrs []string, topic string) []*kgo.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := int64(0)
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			t.Fatalf("end offset of %s/%d: %v", o.Topic, o.Partition, o.Err)
-		}
-		want += o.Offset
-	})
-	if want == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var out []*kgo.Record
-	for int64(len(out)) < want {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: got %d of %d records", topic, len(out), want)
-		}
-		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch %s: %v", topic, err) })
-		out = append(out, fs.Records()...)
-	}
-	return out
 }
 
 func recHeader(r *kgo.Record, key string) (string, bool) {

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -57,7 +58,7 @@ func TestObserverSeesEveryPublishedRecordOnceThenCompletion(t *testing.T) {
 	const partitions = 3
 	c := newCluster(t, kfake.SeedTopics(partitions, "records", "dlq"),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "40000"}))
-	k := newTestKafka(t, c, func(cfg *Config) { cfg.Compression = "none"; cfg.DLQTopic = "dlq" })
+	k := newTestKafka(t, c, func(cfg *wire.Config) { cfg.Compression = "none"; cfg.DLQTopic = "dlq" })
 	m := newManifest(t, 2)
 	exp := newExpectation()
 	contents := map[int]string{}

@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -48,7 +49,7 @@ func (s *Snapshot) runPart(ctx context.Context, part schema.Part) error {
 	}
 	defer pr.publishProgress()
 	attempt := 0
-	bo := &progressBackOff{ExponentialBackOff: newExpBackOff(s.retryInitial, s.cfg.RetryMaxElapsed), progress: &pr.lastRead}
+	bo := &progressBackOff{ExponentialBackOff: reopenBackOff(s.retryInitial, s.cfg.RetryMaxElapsed), progress: &pr.lastRead}
 	err := backoff.RetryNotify(func() error {
 		attempt++
 		err := pr.readOnce(ctx)
@@ -159,19 +160,19 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 	if string(key) == schema.MarkerKey {
 		return pr.reject(ctx, ln.Number, ln.Bytes, `DeviceId "`+schema.MarkerKey+`" is reserved for snapshot markers`)
 	}
-	hdrs := [...]header{
-		{schema.HeaderExport, s.hExport},
-		{schema.HeaderGeneratedTime, s.hGenerated},
-		{schema.HeaderRunID, s.hRunID},
-		{schema.HeaderPart, pr.hPart},
-		{schema.HeaderLine, strconv.AppendInt(pr.lineBuf[:0], ln.Number, 10)},
-		{schema.HeaderContentType, s.hContentType},
+	hdrs := [...]wire.Header{
+		{Key: schema.HeaderExport, Value: s.hExport},
+		{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
+		{Key: schema.HeaderRunID, Value: s.hRunID},
+		{Key: schema.HeaderPart, Value: pr.hPart},
+		{Key: schema.HeaderLine, Value: strconv.AppendInt(pr.lineBuf[:0], ln.Number, 10)},
+		{Key: schema.HeaderContentType, Value: s.hContentType},
 	}
-	if size := recordBytes(key, ln.Bytes, hdrs[:]); size > s.cfg.MaxMessageBytes {
+	if size := wire.RecordBytes(key, ln.Bytes, hdrs[:]); size > s.cfg.MaxMessageBytes {
 		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds KAFKA_MAX_MESSAGE_BYTES (%d)", size, s.cfg.MaxMessageBytes))
 	}
 	p := schema.Partition(key, s.cfg.Partitions)
-	if err := s.main.streams[p].add(ctx, kindRecord, position{int32(pr.part.Index), ln.Number}, key, ln.Bytes, false, hdrs[:]); err != nil {
+	if err := s.main.Add(ctx, p, wire.KindRecord, wire.Position{Part: int32(pr.part.Index), Line: ln.Number}, key, ln.Bytes, false, hdrs[:]); err != nil {
 		return err
 	}
 	pr.records++
@@ -185,4 +186,11 @@ func (pr *partRun) reject(ctx context.Context, line int64, raw []byte, reason st
 	pr.rejected++
 	pr.log.Warn().Int64("line", line).Str("reason", reason).Msg("line rejected")
 	return pr.s.deadLetter(ctx, pr.part.Index, pr.hPart, line, raw, reason)
+}
+
+// reopenBackOff is the backoff of a part's reopenings: from initial, each
+// wait at most 5 s, given up maxElapsed after the last progress.
+func reopenBackOff(initial, maxElapsed time.Duration) *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(backoff.WithInitialInterval(initial),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(maxElapsed))
 }

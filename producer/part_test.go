@@ -72,7 +72,7 @@ func TestSnapshotPartGivesUpWithoutProgress(t *testing.T) {
 // The backoff of a part's reopenings starts again when the part read
 // further since the previous failure.
 func TestProgressBackOffRestartsOnProgress(t *testing.T) {
-	eb := newExpBackOff(time.Millisecond, time.Hour)
+	eb := reopenBackOff(time.Millisecond, time.Hour)
 	eb.RandomizationFactor = 0
 	var lines int64
 	b := &progressBackOff{ExponentialBackOff: eb, progress: &lines}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	redaction "github.com/tvm2kafka/tvm2kafka/internal/redact"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -130,28 +131,12 @@ func (e *PartError) Error() string {
 
 func (e *PartError) Unwrap() error { return e.Err }
 
-// Publisher is where a snapshot is published: a *Kafka, or Discard() for a
-// dry run.
-type Publisher interface {
-	produceClient
-	writerDefaults() writerConfig
-}
-
-// Discard returns a Publisher that acknowledges everything and keeps
-// nothing: the dry run's sink. Records are still framed, checked and
-// batched per partition; no batch is encoded or sent.
-func Discard() Publisher { return discardClient{} }
-
-func (discardClient) writerDefaults() writerConfig {
-	return writerConfig{batchBytes: DefaultBatchBytes, linger: DefaultBatchTimeout, writeTimeout: DefaultWriteTimeout, discard: true}
-}
-
 // Snapshot publishes one export snapshot. Create it with NewSnapshot and
 // call Run once.
 type Snapshot struct {
 	cfg   SnapshotConfig
 	parts PartOpener
-	pub   Publisher
+	sink  wire.Sink
 	log   zerolog.Logger
 
 	hExport, hGenerated, hRunID, hContentType []byte
@@ -162,7 +147,7 @@ type Snapshot struct {
 	batchBytes int
 
 	// The run's writers; wctx is the context their requests run on.
-	main, dlq *topicWriter
+	main, dlq *wire.Writer
 	wctx      context.Context
 
 	started   atomic.Bool
@@ -173,12 +158,12 @@ type Snapshot struct {
 }
 
 // NewSnapshot checks cfg, fills in defaults and prepares a run.
-func NewSnapshot(cfg SnapshotConfig, parts PartOpener, pub Publisher) (*Snapshot, error) {
+func NewSnapshot(cfg SnapshotConfig, parts PartOpener, sink wire.Sink) (*Snapshot, error) {
 	switch {
 	case parts == nil:
 		return nil, errors.New("producer: NewSnapshot: nil PartOpener")
-	case pub == nil:
-		return nil, errors.New("producer: NewSnapshot: nil Publisher")
+	case sink == nil:
+		return nil, errors.New("producer: NewSnapshot: nil Sink")
 	case len(cfg.Manifest.Parts) == 0:
 		return nil, errors.New("producer: the export has no part files")
 	case cfg.Topic == "":
@@ -196,13 +181,13 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, pub Publisher) (*Snapshot
 		cfg.Workers = runtime.NumCPU()
 	}
 	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+		cfg.MaxMessageBytes = wire.DefaultMaxMessageBytes
 	}
 	if cfg.Retryable == nil {
 		cfg.Retryable = func(error) bool { return false }
 	}
 	if cfg.RetryMaxElapsed <= 0 {
-		cfg.RetryMaxElapsed = DefaultRetryMaxElapsed
+		cfg.RetryMaxElapsed = wire.DefaultRetryMaxElapsed
 	}
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = DefaultFlushTimeout
@@ -213,7 +198,7 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, pub Publisher) (*Snapshot
 	s := &Snapshot{
 		cfg:          cfg,
 		parts:        parts,
-		pub:          pub,
+		sink:         sink,
 		log:          cfg.Logger,
 		hExport:      []byte(cfg.Manifest.Export),
 		hGenerated:   []byte(cfg.Manifest.GeneratedTime),
@@ -239,7 +224,7 @@ func (s *Snapshot) Progress() Progress {
 func (s *Snapshot) result(start time.Time) Result {
 	pr := make([]int64, s.cfg.Partitions)
 	if s.main != nil {
-		pr = s.main.records()
+		pr = s.main.Records()
 	}
 	var records int64
 	for _, n := range pr {
@@ -278,21 +263,21 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	mainCfg := s.writerConfig(s.cfg.Topic, s.cfg.Partitions, s.refusedRecord)
 	if obs := s.cfg.Observer; obs != nil {
 		// Told about each record once the brokers acknowledged it.
-		mainCfg.observe = func(at position, key, value []byte) error {
-			return obs.Record(int(at.part), at.line, key, value)
+		mainCfg.Observe = func(at wire.Position, key, value []byte) error {
+			return obs.Record(int(at.Part), at.Line, key, value)
 		}
 	}
-	s.main, err = newTopicWriter(wctx, s.pub, mainCfg)
+	s.main, err = wire.NewWriter(wctx, s.sink, mainCfg)
 	if err != nil {
 		return s.result(start), err
 	}
-	defer s.main.close()
+	defer s.main.Close()
 	if s.cfg.DLQTopic != "" {
-		s.dlq, err = newTopicWriter(wctx, s.pub, s.writerConfig(s.cfg.DLQTopic, s.cfg.DLQPartitions, s.refusedDeadLetter))
+		s.dlq, err = wire.NewWriter(wctx, s.sink, s.writerConfig(s.cfg.DLQTopic, s.cfg.DLQPartitions, s.refusedDeadLetter))
 		if err != nil {
 			return s.result(start), err
 		}
-		defer s.dlq.close()
+		defer s.dlq.Close()
 	}
 
 	// snapshot-start on every partition, acknowledged before any record.
@@ -322,17 +307,17 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 		err = ctx.Err()
 	}
 	if err == nil {
-		err = s.main.flush(ctx)
+		err = s.main.Flush(ctx)
 	}
 	if err == nil && s.dlq != nil {
-		err = s.dlq.flush(ctx)
+		err = s.dlq.Flush(ctx)
 	}
 	if err != nil {
 		return s.abort(ctx, start, err)
 	}
 
 	// Every record is acknowledged: snapshot-end with the counts.
-	counts := s.main.records()
+	counts := s.main.Records()
 	var records int64
 	for _, n := range counts {
 		records += n
@@ -362,16 +347,16 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 }
 
 // writerConfig is the configuration of the run's writer of topic.
-func (s *Snapshot) writerConfig(topic string, partitions int, onRefused refusal) writerConfig {
-	wc := s.pub.writerDefaults()
-	wc.topic, wc.partitions, wc.onRefused, wc.log = topic, partitions, onRefused, s.log
-	wc.retryInitial, wc.retryMax = s.retryInitial, s.cfg.RetryMaxElapsed
+func (s *Snapshot) writerConfig(topic string, partitions int, onRefused wire.Refusal) wire.WriterConfig {
+	wc := s.sink.WriterDefaults()
+	wc.Topic, wc.Partitions, wc.OnRefused, wc.Log = topic, partitions, onRefused, s.log
+	wc.RetryInitial, wc.RetryMax = s.retryInitial, s.cfg.RetryMaxElapsed
 	// Two batches per partition are alive (one filling, one in flight):
 	// keep them within 32 MB whatever the partition count.
-	wc.batchBytes = min(wc.batchBytes, max(64<<10, (32<<20)/(2*partitions)))
-	wc.batchBytes = max(wc.batchBytes, s.cfg.MaxMessageBytes+1024)
+	wc.BatchBytes = min(wc.BatchBytes, max(64<<10, (32<<20)/(2*partitions)))
+	wc.BatchBytes = max(wc.BatchBytes, s.cfg.MaxMessageBytes+1024)
 	if s.batchBytes > 0 {
-		wc.batchBytes = s.batchBytes
+		wc.BatchBytes = s.batchBytes
 	}
 	return wc
 }
@@ -383,9 +368,9 @@ func (s *Snapshot) abort(ctx context.Context, start time.Time, cause error) (Res
 		reason = "cancelled: " + redact(context.Cause(ctx).Error())
 	}
 	// Records not yet sent are dropped; a request in flight ends first.
-	s.main.close()
+	s.main.Close()
 	if s.dlq != nil {
-		s.dlq.close()
+		s.dlq.Close()
 	}
 	// The abort markers come from a producer of their own: the run's
 	// producer may have left a partition with a batch whose fate is
@@ -393,11 +378,11 @@ func (s *Snapshot) abort(ctx context.Context, start time.Time, cause error) (Res
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
 	defer cancel()
 	aerr := func() error {
-		aw, err := newTopicWriter(actx, s.pub, s.writerConfig(s.cfg.Topic, s.cfg.Partitions, nil))
+		aw, err := wire.NewWriter(actx, s.sink, s.writerConfig(s.cfg.Topic, s.cfg.Partitions, nil))
 		if err != nil {
 			return err
 		}
-		defer aw.close()
+		defer aw.Close()
 		_, err = s.writeMarkers(actx, aw, schema.MarkerAbort, func(m *schema.Marker) { m.Reason = reason })
 		return err
 	}()
@@ -415,13 +400,13 @@ func (s *Snapshot) abort(ctx context.Context, start time.Time, cause error) (Res
 // writeMarkers writes one marker of kind to every partition through w and
 // waits for the acknowledgements; acked counts the partitions whose marker
 // was acknowledged.
-func (s *Snapshot) writeMarkers(ctx context.Context, w *topicWriter, kind schema.MarkerKind, fill func(*schema.Marker)) (acked int, err error) {
+func (s *Snapshot) writeMarkers(ctx context.Context, w *wire.Writer, kind schema.MarkerKind, fill func(*schema.Marker)) (acked int, err error) {
 	now := s.cfg.Now()
-	hdrs := []header{
-		{schema.HeaderMarker, []byte(kind)},
-		{schema.HeaderExport, s.hExport},
-		{schema.HeaderGeneratedTime, s.hGenerated},
-		{schema.HeaderRunID, s.hRunID},
+	hdrs := []wire.Header{
+		{Key: schema.HeaderMarker, Value: []byte(kind)},
+		{Key: schema.HeaderExport, Value: s.hExport},
+		{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
+		{Key: schema.HeaderRunID, Value: s.hRunID},
 	}
 	for p := range s.cfg.Partitions {
 		m := schema.Marker{
@@ -441,11 +426,11 @@ func (s *Snapshot) writeMarkers(ctx context.Context, w *topicWriter, kind schema
 		if err != nil {
 			return 0, fmt.Errorf("encoding marker: %w", err)
 		}
-		if err := w.streams[p].add(ctx, kindMarker, position{}, []byte(schema.MarkerKey), v, false, hdrs); err != nil {
+		if err := w.Add(ctx, p, wire.KindMarker, wire.Position{}, []byte(schema.MarkerKey), v, false, hdrs); err != nil {
 			return 0, fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
-	errs := w.flushEach(ctx)
+	errs := w.FlushEach(ctx)
 	for _, e := range errs {
 		if e == nil {
 			acked++
@@ -466,53 +451,53 @@ func (s *Snapshot) deadLetter(ctx context.Context, part int, hPart []byte, line 
 		return nil
 	}
 	var lineBuf [20]byte
-	hdrs := []header{
-		{schema.HeaderExport, s.hExport},
-		{schema.HeaderGeneratedTime, s.hGenerated},
-		{schema.HeaderRunID, s.hRunID},
-		{schema.HeaderPart, hPart},
-		{schema.HeaderLine, strconv.AppendInt(lineBuf[:0], line, 10)},
-		{schema.HeaderError, nil},
+	hdrs := []wire.Header{
+		{Key: schema.HeaderExport, Value: s.hExport},
+		{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
+		{Key: schema.HeaderRunID, Value: s.hRunID},
+		{Key: schema.HeaderPart, Value: hPart},
+		{Key: schema.HeaderLine, Value: strconv.AppendInt(lineBuf[:0], line, 10)},
+		{Key: schema.HeaderError, Value: nil},
 	}
 	switch {
 	case raw == nil:
 		reason += " (value omitted)"
-	case recordBytes(nil, raw, hdrs)+len(reason) > s.cfg.MaxMessageBytes:
+	case wire.RecordBytes(nil, raw, hdrs)+len(reason) > s.cfg.MaxMessageBytes:
 		raw = nil
 		reason += " (line too large for the dead-letter topic: value omitted)"
 	}
-	hdrs[5].value = []byte(reason)
+	hdrs[5].Value = []byte(reason)
 	if raw == nil {
 		raw = []byte{}
 	}
-	return s.dlq.streams[part%s.cfg.DLQPartitions].add(ctx, kindDLQ, position{int32(part), line}, nil, raw, false, hdrs)
+	return s.dlq.Add(ctx, part%s.cfg.DLQPartitions, wire.KindDeadLetter, wire.Position{Part: int32(part), Line: line}, nil, raw, false, hdrs)
 }
 
 // refusedRecord handles a record the brokers refused as too large: the line
 // is rejected alone, its dead-letter message carries the raw line.
-func (s *Snapshot) refusedRecord(kind recordKind, at position, rec decodedRecord, cause error) (*decodedRecord, error) {
-	if kind != kindRecord {
+func (s *Snapshot) refusedRecord(kind wire.Kind, at wire.Position, rec wire.Record, cause error) (*wire.Record, error) {
+	if kind != wire.KindRecord {
 		return nil, fmt.Errorf("the brokers refused a snapshot marker: %w", cause)
 	}
-	part, line := int(at.part), at.line
+	part, line := int(at.Part), at.Line
 	hPart := strconv.AppendInt(nil, int64(part), 10)
 	const reason = "refused by the broker: MESSAGE_TOO_LARGE"
 	s.rejected.Add(1)
 	s.records.Add(-1)
 	s.log.Warn().Int("part", part).Int64("line", line).Str("reason", reason).Msg("line rejected")
-	return nil, s.deadLetter(s.wctx, part, hPart, line, rec.value, reason)
+	return nil, s.deadLetter(s.wctx, part, hPart, line, rec.Value, reason)
 }
 
 // refusedDeadLetter handles a dead-letter message the brokers refused as
 // too large: it is sent again without its value.
-func (s *Snapshot) refusedDeadLetter(_ recordKind, at position, rec decodedRecord, _ error) (*decodedRecord, error) {
-	s.log.Warn().Int("part", int(at.part)).Int64("line", at.line).Msg("dead-letter message refused as too large; sending it without its value")
-	out := decodedRecord{value: []byte{}}
-	for _, h := range rec.headers {
-		if h.key == schema.HeaderError {
-			h.value = append(append([]byte{}, h.value...), " (refused by the dead-letter topic as too large: value omitted)"...)
+func (s *Snapshot) refusedDeadLetter(_ wire.Kind, at wire.Position, rec wire.Record, _ error) (*wire.Record, error) {
+	s.log.Warn().Int("part", int(at.Part)).Int64("line", at.Line).Msg("dead-letter message refused as too large; sending it without its value")
+	out := wire.Record{Value: []byte{}}
+	for _, h := range rec.Headers {
+		if h.Key == schema.HeaderError {
+			h.Value = append(append([]byte{}, h.Value...), " (refused by the dead-letter topic as too large: value omitted)"...)
 		}
-		out.headers = append(out.headers, h)
+		out.Headers = append(out.Headers, h)
 	}
 	return &out, nil
 }

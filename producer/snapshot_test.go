@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -152,7 +153,7 @@ func checkSnapshot(t *testing.T, recs []*kgo.Record, partitions int, m schema.Ma
 func TestSnapshotEndToEnd(t *testing.T) {
 	const partitions = 6
 	c := newCluster(t, kfake.SeedTopics(partitions, "records", "dlq"))
-	k := newTestKafka(t, c, func(cfg *Config) { cfg.DLQTopic = "dlq"; cfg.MaxMessageBytes = 4096 })
+	k := newTestKafka(t, c, func(cfg *wire.Config) { cfg.DLQTopic = "dlq"; cfg.MaxMessageBytes = 4096 })
 
 	m := newManifest(t, 3)
 	exp := newExpectation()
@@ -503,11 +504,11 @@ func TestNewSnapshotRejectsBadConfig(t *testing.T) {
 	} {
 		cfg := ok
 		mod(&cfg)
-		if _, err := NewSnapshot(cfg, newMemParts(nil), Discard()); err == nil {
+		if _, err := NewSnapshot(cfg, newMemParts(nil), wire.Discard()); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := NewSnapshot(ok, newMemParts(nil), Discard()); err != nil {
+	if _, err := NewSnapshot(ok, newMemParts(nil), wire.Discard()); err != nil {
 		t.Errorf("valid config refused: %v", err)
 	}
 }
@@ -515,7 +516,7 @@ func TestNewSnapshotRejectsBadConfig(t *testing.T) {
 func TestSnapshotDryRunDiscard(t *testing.T) {
 	m := newManifest(t, 2)
 	contents := map[int]string{0: recordLine(0, 1) + "\n" + recordLine(0, 2) + "\n", 1: recordLine(1, 1) + "\n[]\n"}
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "t", Partitions: 3, RunID: "r"}, newMemParts(contents), Discard())
+	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "t", Partitions: 3, RunID: "r"}, newMemParts(contents), wire.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

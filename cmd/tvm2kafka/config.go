@@ -10,7 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
 
@@ -39,7 +39,7 @@ type config struct {
 	runSettings
 	auth        string // MDE_AUTH's value for the credential chosen
 	cred        source.CredentialConfig
-	kafka       producer.Config
+	kafka       wire.Config
 	workers     int // TVM2KAFKA_WORKERS, or derived from res
 	logLevel    zerolog.Level
 	logFormat   string
@@ -142,7 +142,7 @@ func parseConfig(v rawValues) (*config, error) {
 	} else {
 		k.TopicConfig = tc
 	}
-	if k.SASLMechanism == producer.SASLOAuthBearer {
+	if k.SASLMechanism == wire.SASLOAuthBearer {
 		switch {
 		case c.cred.Kind == source.KindAccessToken:
 			bad("KAFKA_SASL_MECHANISM", "OAUTHBEARER takes its token from the Entra ID credential, and MDE_ACCESS_TOKEN is a token for the Defender API only: use AZURE_CLIENT_SECRET, a certificate, workload or managed identity")
@@ -179,10 +179,10 @@ func parseConfig(v rawValues) (*config, error) {
 }
 
 // kafkaConfig turns the connection settings shared by run, serve and
-// verify into a producer.Config with defaults elsewhere. Whether
+// verify into a wire.Config with defaults elsewhere. Whether
 // KAFKA_BROKERS may be empty is the caller's to say.
-func kafkaConfig(in kafkaSettings) (producer.Config, []error) {
-	k := producer.DefaultConfig()
+func kafkaConfig(in kafkaSettings) (wire.Config, []error) {
+	k := wire.DefaultConfig()
 	var errs []error
 	if b := strings.TrimSpace(in.Brokers); b != "" {
 		for _, h := range strings.Split(b, ",") {

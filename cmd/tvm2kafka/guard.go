@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -17,9 +17,9 @@ type verdict struct {
 	unchanged bool
 	// live is the most recently written unfinished run whose lease has
 	// not expired; nil when there is none.
-	live *producer.UnfinishedRun
+	live *wire.UnfinishedRun
 	// dead are unfinished runs whose lease expired (killed, OOM).
-	dead []producer.UnfinishedRun
+	dead []wire.UnfinishedRun
 	// publish tells whether the run goes on; false when unchanged or
 	// leased and not forced.
 	publish bool
@@ -29,7 +29,7 @@ type verdict struct {
 // published again, and a run does not start while another run's
 // unfinished snapshot is the newest thing in some partition and younger
 // than lease. force publishes anyway.
-func decide(tail *producer.Tail, m schema.Manifest, now time.Time, lease time.Duration, force bool) verdict {
+func decide(tail *wire.Tail, m schema.Manifest, now time.Time, lease time.Duration, force bool) verdict {
 	v := verdict{unchanged: tail.Unchanged(m.Export, m.GeneratedTime)}
 	for _, r := range tail.Unfinished() {
 		if now.Sub(r.LastWrite) < lease {
@@ -47,7 +47,7 @@ func decide(tail *producer.Tail, m schema.Manifest, now time.Time, lease time.Du
 
 // leaseError is the failure of a run that found another run publishing.
 type leaseError struct {
-	run   producer.UnfinishedRun
+	run   wire.UnfinishedRun
 	topic string
 	age   time.Duration
 	lease time.Duration

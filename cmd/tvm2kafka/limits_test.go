@@ -4,21 +4,21 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 )
 
 // The command line and the producer accept the same largest message.
 func TestOneLimitForTheLargestMessage(t *testing.T) {
 	for _, n := range []int{
-		producer.MinMaxMessageBytes - 1, producer.MinMaxMessageBytes, 1_000_000,
-		producer.MaxMaxMessageBytes, producer.MaxMaxMessageBytes + 1, 100 << 20, 300 << 20,
+		wire.MinMaxMessageBytes - 1, wire.MinMaxMessageBytes, 1_000_000,
+		wire.MaxMaxMessageBytes, wire.MaxMaxMessageBytes + 1, 100 << 20, 300 << 20,
 	} {
 		raw := defaultValues()
 		raw["KAFKA_BROKERS"] = "127.0.0.1:9092"
 		raw["MDE_ACCESS_TOKEN"] = "t0ken-value"
 		raw["KAFKA_MAX_MESSAGE_BYTES"] = strconv.Itoa(n)
 		_, cmdErr := parseConfig(raw)
-		k := producer.DefaultConfig()
+		k := wire.DefaultConfig()
 		k.Brokers = []string{"127.0.0.1:9092"}
 		k.MaxMessageBytes = n
 		prodErr := k.Validate()

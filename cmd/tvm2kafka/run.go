@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 	"github.com/tvm2kafka/tvm2kafka/source"
@@ -219,27 +220,27 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 	// Kafka first: a broker that cannot be reached must not cost one of
 	// the export API's 20 calls an hour.
 	var (
-		pub                       producer.Publisher
+		pub                       wire.Sink
 		partitions, dlqPartitions int
-		k                         *producer.Kafka
+		k                         *wire.Kafka
 		tbl                       *tableTopic
 	)
 	if cfg.Pipeline.DryRun {
-		pub, partitions, dlqPartitions = producer.Discard(), cfg.kafka.TopicPartitions, cfg.kafka.TopicPartitions
+		pub, partitions, dlqPartitions = wire.Discard(), cfg.kafka.TopicPartitions, cfg.kafka.TopicPartitions
 		log.Warn().Int("partitions", partitions).Msg("dry run: records and markers are built and counted, then discarded; nothing is published and no broker is contacted")
 		if cfg.kafka.TableTopic != "" {
 			log.Warn().Str("table_topic", cfg.kafka.TableTopic).Msg("dry run: the table topic is neither read nor written")
 		}
 	} else {
 		kcfg := cfg.kafka
-		if kcfg.SASLMechanism == producer.SASLOAuthBearer {
+		if kcfg.SASLMechanism == wire.SASLOAuthBearer {
 			kts, err := source.ForScope(tokens, cfg.kafkaScope, "KAFKA_OAUTH_SCOPE")
 			if err != nil {
 				return fail(err, "kafka")
 			}
 			kcfg.OAuthToken, kcfg.OAuthScope = kts.TokenExpiry, cfg.kafkaScope
 		}
-		k, err = producer.NewKafka(kcfg, log)
+		k, err = wire.NewKafka(kcfg, log)
 		if err != nil {
 			return fail(err, "kafka")
 		}
@@ -353,7 +354,7 @@ func snapshot(ctx context.Context, cfg *config, env runEnv, log zerolog.Logger) 
 // checkTail reads the newest message of every partition and applies the
 // rules for unchanged exports and concurrent runs. It reports done when
 // the run must not publish; out then holds the result.
-func checkTail(ctx context.Context, k *producer.Kafka, cfg *config, m schema.Manifest, partitions int, log zerolog.Logger, out *outcome) (done bool) {
+func checkTail(ctx context.Context, k *wire.Kafka, cfg *config, m schema.Manifest, partitions int, log zerolog.Logger, out *outcome) (done bool) {
 	began := time.Now()
 	tail, err := k.Tail(ctx, cfg.kafka.Topic, partitions)
 	if err != nil {

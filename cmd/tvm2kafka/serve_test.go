@@ -21,19 +21,20 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
-func tailOf(msgs ...producer.TailMessage) *producer.Tail {
+func tailOf(msgs ...wire.TailMessage) *wire.Tail {
 	for i := range msgs {
 		msgs[i].Partition = i
 	}
-	return &producer.Tail{Topic: "t", Partitions: msgs}
+	return &wire.Tail{Topic: "t", Partitions: msgs}
 }
 
-func tailMsg(kind schema.MarkerKind, run, gen string, at time.Time) producer.TailMessage {
-	m := producer.TailMessage{Offset: 5, Time: at, Headers: map[string]string{
+func tailMsg(kind schema.MarkerKind, run, gen string, at time.Time) wire.TailMessage {
+	m := wire.TailMessage{Offset: 5, Time: at, Headers: map[string]string{
 		schema.HeaderRunID: run, schema.HeaderExport: schema.ExportInfoGathering, schema.HeaderGeneratedTime: gen,
 	}}
 	if kind != "" {
@@ -50,22 +51,22 @@ func TestDecide(t *testing.T) {
 	const g1, g2 = "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z"
 	m := schema.Manifest{Export: schema.ExportInfoGathering, GeneratedTime: g2}
 	lease := 15 * time.Minute
-	end := func(gen string) producer.TailMessage {
+	end := func(gen string) wire.TailMessage {
 		return tailMsg(schema.MarkerEnd, "old", gen, now.Add(-time.Hour))
 	}
 	cases := []struct {
 		name               string
-		tail               *producer.Tail
+		tail               *wire.Tail
 		force              bool
 		publish, unchanged bool
 		live               string
 		dead               []string
 	}{
-		{"empty topic", tailOf(producer.TailMessage{Offset: -1}, producer.TailMessage{Offset: -1}), false, true, false, "", nil},
+		{"empty topic", tailOf(wire.TailMessage{Offset: -1}, wire.TailMessage{Offset: -1}), false, true, false, "", nil},
 		{"same export", tailOf(end(g2), end(g2)), false, false, true, "", nil},
 		{"same export forced", tailOf(end(g2), end(g2)), true, true, true, "", nil},
 		{"older export", tailOf(end(g1), end(g1)), false, true, false, "", nil},
-		{"one partition empty", tailOf(end(g2), producer.TailMessage{Offset: -1}), false, true, false, "", nil},
+		{"one partition empty", tailOf(end(g2), wire.TailMessage{Offset: -1}), false, true, false, "", nil},
 		{"after an abort", tailOf(tailMsg(schema.MarkerAbort, "x", g2, now), end(g2)), false, true, false, "", nil},
 		{"live run", tailOf(end(g1), tailMsg(schema.MarkerStart, "busy", g2, now.Add(-time.Minute))), false, false, false, "busy", nil},
 		{"live run forced", tailOf(end(g1), tailMsg("", "busy", g2, now.Add(-time.Minute))), true, true, false, "busy", nil},
@@ -92,7 +93,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestLeaseErrorNamesTheRun(t *testing.T) {
-	err := &leaseError{run: producer.UnfinishedRun{RunID: "5b0e-run"}, topic: "mde.infogathering", age: 90 * time.Second, lease: 15 * time.Minute}
+	err := &leaseError{run: wire.UnfinishedRun{RunID: "5b0e-run"}, topic: "mde.infogathering", age: 90 * time.Second, lease: 15 * time.Minute}
 	for _, want := range []string{"5b0e-run", "mde.infogathering", "1m30s", "TVM2KAFKA_LEASE", "TVM2KAFKA_FORCE"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q lacks %q", err.Error(), want)
@@ -464,7 +465,7 @@ func TestNextRun(t *testing.T) {
 		t.Fatalf("after a failed run: %v", got)
 	}
 	// Refused by a lease that expires in 10 minutes: retried then.
-	lease := &leaseError{run: producer.UnfinishedRun{RunID: "r", LastWrite: start.Add(-5 * time.Minute)}, lease: 15 * time.Minute}
+	lease := &leaseError{run: wire.UnfinishedRun{RunID: "r", LastWrite: start.Add(-5 * time.Minute)}, lease: 15 * time.Minute}
 	if got := nextRun(outcome{started: start, result: resultSkipped, err: lease}, time.Hour, 0); !got.Equal(start.Add(10*time.Minute + time.Second)) {
 		t.Fatalf("after a lease refusal: %v", got)
 	}

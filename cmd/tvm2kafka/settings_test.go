@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 )
 
 var updateReadme = flag.Bool("update-readme", false, "rewrite the README's settings tables from the declarations")
@@ -111,7 +111,7 @@ func TestDeclaredDefaultsAreTheProducers(t *testing.T) {
 	if errs := decode(settings(), defaultValues(), &in); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	d := producer.DefaultConfig()
+	d := wire.DefaultConfig()
 	if in.Kafka.Topic != d.Topic || in.Topics.Compression != d.Compression || in.Topics.Partitions != d.TopicPartitions ||
 		in.Topics.ReplicationFactor != d.TopicReplicationFactor || in.Topics.MaxMessageBytes != d.MaxMessageBytes ||
 		in.Pipeline.RetryMax != d.RetryMaxElapsed {

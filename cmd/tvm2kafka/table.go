@@ -7,9 +7,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/table"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
-	"github.com/tvm2kafka/tvm2kafka/table"
 )
 
 // tableTopic is the table topic (KAFKA_TABLE_TOPIC) of a run: checked or
@@ -17,9 +18,9 @@ import (
 // known (while the records topic's tail is checked; cancelled when the run
 // publishes nothing), and updated by the snapshot as its Observer.
 type tableTopic struct {
-	k      *producer.Kafka
+	k      *wire.Kafka
 	topic  string
-	writer *producer.KeyedWriter
+	writer *wire.KeyedWriter
 	table  *table.Table // once read back
 
 	loading chan error // the read-back's result (startLoad)
@@ -29,11 +30,11 @@ type tableTopic struct {
 // openTable makes sure the table topic exists and is compacted. A topic
 // that is not is a configuration error: exit status 2, before any export
 // API call.
-func openTable(ctx context.Context, cfg *config, k *producer.Kafka, log zerolog.Logger) (*tableTopic, int, error) {
+func openTable(ctx context.Context, cfg *config, k *wire.Kafka, log zerolog.Logger) (*tableTopic, int, error) {
 	topic := cfg.kafka.TableTopic
-	n, created, err := table.Ensure(ctx, k.Client(), topic, cfg.kafka.TopicPartitions, cfg.kafka.TopicReplicationFactor, log)
+	n, created, err := k.EnsureCompacted(ctx, topic, cfg.kafka.TopicPartitions, cfg.kafka.TopicReplicationFactor, "KAFKA_TABLE_TOPIC")
 	if err != nil {
-		var ce *table.ConfigError
+		var ce *wire.PolicyError
 		if errors.As(err, &ce) {
 			log.Error().Err(err).Msg("configuration error: nothing was published")
 			return nil, exitUsage, err
@@ -57,7 +58,7 @@ func (tt *tableTopic) startLoad(ctx context.Context, manifest schema.Manifest, r
 	go func() {
 		t, err := table.New(table.Config{
 			Topic: tt.topic, Export: manifest.Export, GeneratedTime: manifest.GeneratedTime, RunID: runID,
-			Client: tt.k.Client(), Writer: tt.writer, RetryMaxElapsed: retryMax, Logger: log,
+			Kafka: tt.k, Writer: tt.writer, Logger: log,
 		})
 		if err == nil {
 			if err = t.Load(lctx); err == nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/consumer"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
-	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -32,7 +32,7 @@ func printVerifyUsage(w io.Writer) {
 
 // verifyOptions is the validated configuration of `tvm2kafka verify`.
 type verifyOptions struct {
-	kafka   producer.Config
+	kafka   wire.Config
 	maxAge  time.Duration // 0: no age check
 	json    bool
 	timeout time.Duration
@@ -45,26 +45,27 @@ func cmdVerify(ctx context.Context, args []string, lookup lookupFunc, stdout, st
 		return code
 	}
 	log := newLogger(opts.log, stderr)
-	transport, err := producer.NewTransport(opts.kafka)
+	tlsCfg, err := opts.kafka.LoadTLS()
 	if err != nil {
 		fmt.Fprintf(stderr, "tvm2kafka verify: configuration error:\n%v\n", err)
 		return exitUsage
 	}
-	defer transport.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
 
 	began := time.Now()
 	r, err := consumer.NewReader(consumer.Config{
-		Brokers:   opts.kafka.Brokers,
-		Topic:     opts.kafka.Topic,
-		Transport: transport,
-		NewStage:  func(int, consumer.Marker) consumer.Stage { return countOnly{} },
+		Brokers:  opts.kafka.Brokers,
+		Topic:    opts.kafka.Topic,
+		TLS:      tlsCfg,
+		SASL:     consumer.SASL{Mechanism: opts.kafka.SASLMechanism, Username: opts.kafka.SASLUsername, Password: opts.kafka.SASLPassword, Token: opts.kafka.OAuthToken},
+		NewStage: func(int, consumer.Marker) consumer.Stage { return countOnly{} },
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "tvm2kafka verify: %v\n", err)
 		return exitUsage
 	}
+	defer r.Close()
 	st, err := r.Read(ctx, consumer.Handler{})
 	if err != nil {
 		if errors.Is(err, consumer.ErrNoTopic) {

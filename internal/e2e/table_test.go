@@ -19,10 +19,10 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
+	"github.com/tvm2kafka/tvm2kafka/internal/table"
 	"github.com/tvm2kafka/tvm2kafka/internal/testrig"
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/schema"
-	"github.com/tvm2kafka/tvm2kafka/table"
 )
 
 // export is a hand-made export: the lines of each part, in mde.part order.

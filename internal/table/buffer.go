@@ -3,7 +3,7 @@ package table
 import (
 	"errors"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 )
 
 // bufEntry is one staged table record.
@@ -47,8 +47,8 @@ func (b *buffer) has(key string) bool {
 
 // messages turns the staged records into table records, leaving out the
 // keys in drop.
-func (b *buffer) messages(t *Table, drop map[string]bool) []kafka.Message {
-	out := make([]kafka.Message, 0, len(b.entries))
+func (b *buffer) messages(t *Table, drop map[string]bool) []wire.KeyedMessage {
+	out := make([]wire.KeyedMessage, 0, len(b.entries))
 	for _, e := range b.entries {
 		if drop[string(e.key)] {
 			continue
@@ -78,7 +78,7 @@ func (t *Table) stage(key, value []byte, part int, line int64, change string) er
 	}
 	if !t.spilled {
 		t.spilled = true
-		t.spill = make(chan []kafka.Message, 1)
+		t.spill = make(chan []wire.KeyedMessage, 1)
 		t.spillWG.Add(1)
 		go t.spillWriter()
 		t.log.Info().Int("buffer_bytes", t.cfg.BufferBytes).

@@ -1,4 +1,4 @@
-package producer
+package wire
 
 import (
 	"encoding/binary"
@@ -28,38 +28,35 @@ import (
 // header count varint | per header: key (varint length) and value (varint
 // length, -1 = null). Varints are zigzag-encoded.
 const (
-	batchHeaderSize = 61
-	crcOffset       = 17 // the CRC covers attributes to the end
-	attrOffset      = 21
+	crcOffset  = 17 // the CRC covers attributes to the end
+	attrOffset = 21
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // recordKind says what a record of a batch is, for the accounting and for
 // what happens when the broker refuses it as too large.
-type recordKind uint8
+type Kind uint8
 
 const (
-	kindRecord recordKind = iota // an export line, counted in partitionRecords
-	kindMarker                   // a snapshot marker
-	kindDLQ                      // a dead-letter message
-	kindTable                    // a table-topic record or tombstone
+	KindRecord     Kind = iota // an export line, counted in partitionRecords
+	KindMarker                 // a snapshot marker
+	KindDeadLetter             // a dead-letter message
+	KindMessage                // a table-topic record or tombstone
 )
 
 // header is one record header.
-type header struct {
-	key   string
-	value []byte
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // recordBatch holds the encoded, uncompressed records of one batch of one
 // partition. It is reused: reset keeps the buffers.
 type recordBatch struct {
-	buf     []byte       // the encoded records
-	starts  []int32      // start of each record in buf
-	kinds   []recordKind // kind of each record
-	pos     []position   // mde.part and mde.line of records and DLQ messages
-	firstTS int64        // create time of the batch, Unix milliseconds
+	buf     []byte     // the encoded records
+	starts  []int32    // start of each record in buf
+	kinds   []Kind     // kind of each record
+	pos     []Position // mde.part and mde.line of records and DLQ messages
+	firstTS int64      // create time of the batch, Unix milliseconds
 }
 
 func (b *recordBatch) len() int  { return len(b.starts) }
@@ -73,24 +70,24 @@ func (b *recordBatch) reset() {
 // recordSize is the number of bytes a record with this key, value and
 // headers occupies in a batch (at offset delta d), without its length
 // prefix.
-func recordSize(key, value []byte, nullValue bool, hdrs []header, d int) int {
+func recordSize(key, value []byte, nullValue bool, hdrs []Header, d int) int {
 	n := 1 + 1 + varintLen(int64(d)) // attributes, timestamp delta 0, offset delta
 	n += bytesLen(key, key == nil)
 	n += bytesLen(value, nullValue)
 	n += varintLen(int64(len(hdrs)))
 	for i := range hdrs {
-		n += varintLen(int64(len(hdrs[i].key))) + len(hdrs[i].key)
-		n += bytesLen(hdrs[i].value, false)
+		n += varintLen(int64(len(hdrs[i].Key))) + len(hdrs[i].Key)
+		n += bytesLen(hdrs[i].Value, false)
 	}
 	return n
 }
 
 // recordBytes is the size by which KAFKA_MAX_MESSAGE_BYTES bounds a record:
 // its key, value and headers (names and values), without framing.
-func recordBytes(key, value []byte, hdrs []header) int {
+func RecordBytes(key, value []byte, hdrs []Header) int {
 	n := len(key) + len(value)
 	for i := range hdrs {
-		n += len(hdrs[i].key) + len(hdrs[i].value)
+		n += len(hdrs[i].Key) + len(hdrs[i].Value)
 	}
 	return n
 }
@@ -114,13 +111,13 @@ func varintLen(v int64) int {
 
 // position is where an export line stands: mde.part and mde.line (zero
 // for markers and table records).
-type position struct {
-	part int32
-	line int64
+type Position struct {
+	Part int32
+	Line int64
 }
 
 // add appends a record; nullValue writes a null value (a tombstone).
-func (b *recordBatch) add(kind recordKind, at position, key, value []byte, nullValue bool, hdrs []header) {
+func (b *recordBatch) add(kind Kind, at Position, key, value []byte, nullValue bool, hdrs []Header) {
 	d := len(b.starts)
 	b.starts = append(b.starts, int32(len(b.buf)))
 	b.kinds = append(b.kinds, kind)
@@ -134,9 +131,9 @@ func (b *recordBatch) add(kind recordKind, at position, key, value []byte, nullV
 	buf = appendBytes(buf, value, nullValue) //
 	buf = binary.AppendVarint(buf, int64(len(hdrs)))
 	for i := range hdrs {
-		buf = binary.AppendVarint(buf, int64(len(hdrs[i].key)))
-		buf = append(buf, hdrs[i].key...)
-		buf = appendBytes(buf, hdrs[i].value, false)
+		buf = binary.AppendVarint(buf, int64(len(hdrs[i].Key)))
+		buf = append(buf, hdrs[i].Key...)
+		buf = appendBytes(buf, hdrs[i].Value, false)
 	}
 	b.buf = buf
 }
@@ -152,26 +149,26 @@ func appendBytes(buf, v []byte, null bool) []byte {
 // decodedRecord is a record read back from a batch (splitting a batch the
 // broker refused, building the dead-letter message of a refused record).
 // Its slices alias the batch's buffer.
-type decodedRecord struct {
-	key, value []byte
-	nullValue  bool
-	headers    []header
+type Record struct {
+	Key, Value []byte
+	NullValue  bool
+	Headers    []Header
 }
 
 // record decodes record i of the batch.
-func (b *recordBatch) record(i int) (decodedRecord, error) { return b.decode(i, true) }
+func (b *recordBatch) record(i int) (Record, error) { return b.decode(i, true) }
 
 // keyValue decodes the key and value of record i only: no allocation (the
 // observer's path, once per acknowledged record).
-func (b *recordBatch) keyValue(i int) (decodedRecord, error) { return b.decode(i, false) }
+func (b *recordBatch) keyValue(i int) (Record, error) { return b.decode(i, false) }
 
-func (b *recordBatch) decode(i int, withHeaders bool) (decodedRecord, error) {
+func (b *recordBatch) decode(i int, withHeaders bool) (Record, error) {
 	end := len(b.buf)
 	if i+1 < len(b.starts) {
 		end = int(b.starts[i+1])
 	}
 	p := b.buf[b.starts[i]:end]
-	var r decodedRecord
+	var r Record
 	var err error
 	next := func() int64 {
 		v, n := binary.Varint(p)
@@ -205,8 +202,8 @@ func (b *recordBatch) decode(i int, withHeaders bool) (decodedRecord, error) {
 	p = p[1:] // attributes
 	next()    // timestamp delta
 	next()    // offset delta
-	r.key, _ = bytesField()
-	r.value, r.nullValue = bytesField()
+	r.Key, _ = bytesField()
+	r.Value, r.NullValue = bytesField()
 	nh := next()
 	if !withHeaders {
 		nh = 0
@@ -214,7 +211,7 @@ func (b *recordBatch) decode(i int, withHeaders bool) (decodedRecord, error) {
 	for j := int64(0); j < nh && err == nil; j++ {
 		k, _ := bytesField()
 		v, _ := bytesField()
-		r.headers = append(r.headers, header{key: string(k), value: v})
+		r.Headers = append(r.Headers, Header{Key: string(k), Value: v})
 	}
 	if err != nil {
 		return r, fmt.Errorf("record %d: %w", i, err)
@@ -230,8 +227,8 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// producerID identifies an idempotent producer (InitProducerId).
-type producerID struct {
+// ProducerID identifies an idempotent producer (InitProducerId).
+type ProducerID struct {
 	id    int64
 	epoch int16
 }
@@ -241,7 +238,7 @@ type producerID struct {
 // the int32 size prefix of the produce request's records field (kafka-go's
 // RawRecordSet is copied to the request as it is). lz4 is written by
 // appendLZ4Frame with c; the other codecs are kafka-go's.
-func encodeBatch(dst []byte, b *recordBatch, codec kafka.Compression, c *lz4.Compressor, pid producerID, baseSeq int32) ([]byte, error) {
+func encodeBatch(dst []byte, b *recordBatch, codec kafka.Compression, c *lz4.Compressor, pid ProducerID, baseSeq int32) ([]byte, error) {
 	n := b.len()
 	if n == 0 {
 		return dst[:0], errors.New("empty batch")

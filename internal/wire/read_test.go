@@ -1,4 +1,4 @@
-package kread
+package wire
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-func newCluster(t *testing.T, partitions int, topics ...string) (*kfake.Cluster, *kafka.Client) {
+func newSeededCluster(t *testing.T, partitions int, topics ...string) (*kfake.Cluster, *kafka.Client) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(partitions), topics...))
 	if err != nil {
@@ -43,10 +43,10 @@ func write(t *testing.T, c *kfake.Cluster, topic string, p, n, batch int) {
 }
 
 func TestPartitionsAndScanRanges(t *testing.T) {
-	c, cl := newCluster(t, 3, "t")
+	c, cl := newSeededCluster(t, 3, "t")
 	write(t, c, "t", 1, 2500, 300)
 	ctx := context.Background()
-	parts, err := Partitions(ctx, cl, "t")
+	parts, err := partitions(ctx, cl, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestPartitionsAndScanRanges(t *testing.T) {
 		t.Fatalf("partitions %+v", parts)
 	}
 	var st Stats
-	s := &Scanner{Client: cl, Topic: "t", MaxBytes: 4096, Stats: &st}
+	s := &Scanner{client: cl, Topic: "t", MaxBytes: 4096, Stats: &st}
 	for _, tc := range []struct{ from, to int64 }{{0, 2500}, {1234, 1300}, {2499, 2500}, {7, 7}, {2400, 9999}} {
 		var got []int64
 		err := s.Scan(ctx, 1, tc.from, tc.to, func(m *Message) error {
@@ -83,9 +83,9 @@ func TestPartitionsAndScanRanges(t *testing.T) {
 }
 
 func TestScanStopFollowAndMissingTopic(t *testing.T) {
-	c, cl := newCluster(t, 1, "t")
+	c, cl := newSeededCluster(t, 1, "t")
 	write(t, c, "t", 0, 50, 10)
-	s := &Scanner{Client: cl, Topic: "t", MaxWait: 50 * time.Millisecond}
+	s := &Scanner{client: cl, Topic: "t", MaxWait: 50 * time.Millisecond}
 	n := 0
 	if err := s.Scan(context.Background(), 0, 0, 50, func(*Message) error { n++; return ErrStop }); err != nil || n != 1 {
 		t.Fatalf("ErrStop: %v after %d messages", err, n)
@@ -115,7 +115,7 @@ func TestScanStopFollowAndMissingTopic(t *testing.T) {
 		t.Fatalf("follow ended with %v", err)
 	}
 
-	if _, err := Partitions(context.Background(), cl, "nope"); !errors.Is(err, ErrNoTopic) {
+	if _, err := partitions(context.Background(), cl, "nope"); !errors.Is(err, ErrNoTopic) {
 		t.Fatalf("missing topic: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package producer
+package wire
 
 import (
 	"context"
@@ -197,12 +197,8 @@ func (k *Kafka) Tail(ctx context.Context, topic string, partitions int) (*Tail, 
 }
 
 // tailBackOff bounds the retries of one tail request.
-func (k *Kafka) tailBackOff(ctx context.Context) backoff.BackOff {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = 2 * time.Second
-	bo.MaxElapsedTime = min(max(k.cfg.RetryMaxElapsed, time.Second), 30*time.Second)
-	return backoff.WithContext(bo, ctx)
+func (k *Kafka) tailBackOff() Backoff {
+	return Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: min(max(k.cfg.RetryMaxElapsed, time.Second), 30*time.Second)}
 }
 
 // endOffsets returns the end offset (high watermark) of every partition.
@@ -221,9 +217,6 @@ func (k *Kafka) endOffsets(ctx context.Context, topic string, partitions int) ([
 		for _, po := range resp.Topics[topic] {
 			if po.Error != nil {
 				err := fmt.Errorf("kafka: end offset of %s/%d: %w", topic, po.Partition, po.Error)
-				if !retryableKafka(po.Error) {
-					return backoff.Permanent(err)
-				}
 				return err
 			}
 			if po.Partition >= 0 && po.Partition < partitions {
@@ -236,7 +229,7 @@ func (k *Kafka) endOffsets(ctx context.Context, topic string, partitions int) ([
 		}
 		return nil
 	}
-	if err := backoff.Retry(op, k.tailBackOff(ctx)); err != nil {
+	if err := Retry(ctx, k.tailBackOff(), op, nil); err != nil {
 		return nil, err
 	}
 	return ends, nil
@@ -265,9 +258,6 @@ func (k *Kafka) fetchAt(ctx context.Context, topic string, partition int, offset
 				return nil // retention removed it: nothing left
 			}
 			err := fmt.Errorf("kafka: fetching %s/%d at offset %d: %w", topic, partition, offset, resp.Error)
-			if !retryableKafka(resp.Error) {
-				return backoff.Permanent(err)
-			}
 			return err
 		}
 		// A fetch answers whole batches: the one holding offset may start
@@ -290,7 +280,7 @@ func (k *Kafka) fetchAt(ctx context.Context, topic string, partition int, offset
 			return nil
 		}
 	}
-	err = backoff.Retry(op, k.tailBackOff(ctx))
+	err = Retry(ctx, k.tailBackOff(), op, nil)
 	return m, fetches, records, err
 }
 
@@ -318,14 +308,4 @@ func tailMessage(partition int, r *kafka.Record) (TailMessage, error) {
 		}
 	}
 	return m, nil
-}
-
-// retryableKafka reports whether a Kafka error code is worth retrying;
-// errors that are not Kafka error codes (network) are.
-func retryableKafka(err error) bool {
-	var ke kafka.Error
-	if errors.As(err, &ke) {
-		return ke.Temporary()
-	}
-	return true
 }

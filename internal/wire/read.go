@@ -1,10 +1,11 @@
-// Package kread reads Kafka partitions through kafka-go's Client and
-// Transport: the partitions of a topic with their first and end offsets,
-// and the messages between two offsets of one partition, fetched in
-// bounded chunks. Fetch responses are read raw and their record batches
+// Range reads: the partitions of a topic with their first and end
+// offsets, and the messages between two offsets of one partition, fetched
+// in bounded chunks. Fetch responses are read raw and their record batches
 // decoded here, into reused buffers, with nothing allocated per message
-// (fetch.go, batch.go). The consumer package and the table topic share it.
-package kread
+// (fetch.go, batch.go). The consumer package and the table topic read
+// through it.
+
+package wire
 
 import (
 	"context"
@@ -41,27 +42,15 @@ const (
 
 // Partitions returns the partitions of topic with their offsets, sorted by
 // ID. A topic that does not exist yields an error wrapping ErrNoTopic.
-func Partitions(ctx context.Context, c *kafka.Client, topic string) ([]Partition, error) {
+func partitions(ctx context.Context, c *kafka.Client, topic string) ([]Partition, error) {
 	var n int
 	err := retry(ctx, func(ctx context.Context) error {
-		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-		if err != nil {
-			return err
+		var err error
+		n, err = partitionCount(ctx, c, topic)
+		if errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return backoff.Permanent(fmt.Errorf("%q: %w", topic, ErrNoTopic))
 		}
-		for _, t := range md.Topics {
-			if t.Name != topic {
-				continue
-			}
-			if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
-				return backoff.Permanent(fmt.Errorf("%q: %w", topic, ErrNoTopic))
-			}
-			if t.Error != nil {
-				return t.Error
-			}
-			n = len(t.Partitions)
-			return nil
-		}
-		return backoff.Permanent(fmt.Errorf("%q: %w", topic, ErrNoTopic))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kafka: metadata of topic %q: %w", topic, err)
@@ -115,13 +104,13 @@ type Message struct {
 
 // Header returns the value of the last header named key.
 func (m *Message) Header(key string) ([]byte, bool) {
-	return header(m.headers, m.nHeaders, key)
+	return findHeader(m.headers, m.nHeaders, key)
 }
 
 // Headers returns the message's headers. The slice and the header values
 // are valid only during the callback; the header keys are ordinary
 // strings.
-func (m *Message) Headers() []kafka.Header {
+func (m *Message) Headers() []Header {
 	if m.nHeaders == 0 {
 		return nil
 	}
@@ -138,7 +127,7 @@ type Stats struct {
 
 // Scanner reads messages of one topic. Scan may be called concurrently.
 type Scanner struct {
-	Client *kafka.Client
+	client *kafka.Client
 	Topic  string
 	// MaxBytes bounds one fetch response (default DefaultMaxBytes; the
 	// broker still returns a first batch larger than that whole).
@@ -157,14 +146,14 @@ var ErrStop = errors.New("stop scanning")
 type scanState struct {
 	buf  []byte // the fetch response
 	dec  decoder
-	hdrs []kafka.Header
+	hdrs []Header
 	keys map[string]string // header keys, interned
 }
 
 // maxInterned bounds the distinct header keys a scan keeps as strings.
 const maxInterned = 1024
 
-func (st *scanState) headers(h []byte, n int) []kafka.Header {
+func (st *scanState) headers(h []byte, n int) []Header {
 	st.hdrs = st.hdrs[:0]
 	for range n {
 		k, rest, ok := nullableBytes(h)
@@ -186,7 +175,7 @@ func (st *scanState) headers(h []byte, n int) []kafka.Header {
 				st.keys[key] = key
 			}
 		}
-		st.hdrs = append(st.hdrs, kafka.Header{Key: key, Value: v})
+		st.hdrs = append(st.hdrs, Header{Key: key, Value: v})
 	}
 	return st.hdrs
 }
@@ -210,7 +199,7 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 	for to < 0 || offset < to {
 		var resp *fetchResponse
 		err := retry(ctx, func(ctx context.Context) error {
-			r, err := fetch(ctx, s.Client, &fetchRequest{
+			r, err := fetch(ctx, s.client, &fetchRequest{
 				topic: s.Topic, partition: int32(p), offset: offset,
 				maxBytes: int32(min(maxBytes, 1<<30)), maxWait: maxWait, buf: st.buf,
 			})
@@ -284,21 +273,25 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 // retry runs call with a bounded timeout per attempt, retrying transient
 // Kafka and network errors with backoff for up to retryElapsed.
 func retry(ctx context.Context, call func(context.Context) error) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = 2 * time.Second
-	bo.MaxElapsedTime = retryElapsed
-	return backoff.Retry(func() error {
+	return Retry(ctx, Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, MaxElapsed: retryElapsed}, func() error {
 		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
 		err := call(cctx)
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		var ke kafka.Error
-		if errors.As(err, &ke) && !ke.Temporary() {
+		if err != nil && ctx.Err() != nil {
 			return backoff.Permanent(err)
 		}
 		return err
-	}, backoff.WithContext(bo, ctx))
+	}, nil)
+}
+
+// Partitions returns the partitions of topic with their first and end
+// offsets; a topic that does not exist is ErrNoTopic.
+func (k *Kafka) Partitions(ctx context.Context, topic string) ([]Partition, error) {
+	return partitions(ctx, k.client, topic)
+}
+
+// Scanner returns a Scanner of topic on k's connections, with fetches of
+// at most maxBytes (0: DefaultMaxBytes), counting into st (optional).
+func (k *Kafka) Scanner(topic string, maxBytes int, st *Stats) *Scanner {
+	return &Scanner{client: k.client, Topic: topic, MaxBytes: maxBytes, Stats: st}
 }

@@ -1,4 +1,4 @@
-package kread
+package wire
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package producer
+package wire
 
 import (
 	"context"
@@ -40,18 +40,14 @@ func TestEnsureTopic(t *testing.T) {
 		t.Fatalf("second call: n=%d created=%v err=%v", n, created, err)
 	}
 
-	// The writer can publish to the topic just created.
-	m := newManifest(t, 1)
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "fresh", Partitions: n, RunID: "r"},
-		newMemParts(map[int]string{0: recordLine(0, 1) + "\n"}), k)
-	if err != nil {
-		t.Fatal(err)
+	// A writer can publish to the topic just created.
+	kw := k.NewKeyedWriter("fresh", n)
+	defer kw.Close()
+	if err := kw.Write(ctx, []KeyedMessage{{Key: []byte(deviceID(0, 1)), Value: []byte(recordLine(0, 1))}}); err != nil {
+		t.Fatalf("writing to the created topic: %v", err)
 	}
-	if _, err := s.Run(ctx); err != nil {
-		t.Fatalf("Run on created topic: %v", err)
-	}
-	if got := len(readTopic(t, c.ListenAddrs(), "fresh")); got != 2*n+1 {
-		t.Fatalf("created topic holds %d messages, want %d", got, 2*n+1)
+	if got := len(readTopic(t, c.ListenAddrs(), "fresh")); got != 1 {
+		t.Fatalf("created topic holds %d messages, want 1", got)
 	}
 }
 
@@ -76,8 +72,8 @@ func TestEnsureTopicCreationRefused(t *testing.T) {
 	}
 	// A topic of another setting, with configs of its own: the error names
 	// both, so that the operator can create it as it should be.
-	_, _, err = EnsureTopicOn(context.Background(), k.client, NewTopic{Name: "table", Partitions: 3, ReplicationFactor: -1,
-		Configs: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}, Setting: "KAFKA_TABLE_TOPIC"}, zerolog.Nop())
+	_, _, err = k.EnsureTopicOn(context.Background(), NewTopic{Name: "table", Partitions: 3, ReplicationFactor: -1,
+		Configs: map[string]string{"cleanup.policy": "compact"}, Setting: "KAFKA_TABLE_TOPIC"})
 	if !errors.Is(err, kafka.TopicAuthorizationFailed) || !strings.Contains(err.Error(), `"table" (KAFKA_TABLE_TOPIC)`) || !strings.Contains(err.Error(), "beforehand with cleanup.policy=compact") {
 		t.Fatalf("EnsureTopicOn = %v, want the setting and the configs named", err)
 	}
@@ -212,12 +208,6 @@ func TestSASLAgainstKfake(t *testing.T) {
 	}
 }
 
-// toPartition is a WriterData naming the partition, as the table topic's
-// tombstones for a record found in another partition carry it.
-type toPartition int
-
-func (p toPartition) Partition() int { return int(p) }
-
 func TestKeyedWriterRoutesByMurmur2OrTheNamedPartition(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(4, "table"))
 	k := newTestKafka(t, c, nil)
@@ -226,9 +216,9 @@ func TestKeyedWriterRoutesByMurmur2OrTheNamedPartition(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef01234567")
 	home := schema.Partition(key, 4)
 	other := (home + 1) % 4
-	if err := w.WriteMessages(context.Background(),
-		kafka.Message{Key: key, Value: []byte("v")},
-		kafka.Message{Key: key, WriterData: toPartition(other)}); err != nil {
+	if err := w.Write(context.Background(), []KeyedMessage{
+		{Key: key, Value: []byte("v")},
+		{Key: key, Pinned: true, Partition: other}}); err != nil {
 		t.Fatal(err)
 	}
 	recs := readTopic(t, c.ListenAddrs(), "table")
@@ -242,6 +232,49 @@ func TestKeyedWriterRoutesByMurmur2OrTheNamedPartition(t *testing.T) {
 		}
 		if int(r.Partition) != want {
 			t.Fatalf("record with value %q in partition %d, want %d", r.Value, r.Partition, want)
+		}
+	}
+}
+
+// TestEnsureRefusesTopicsThatAreNotCompacted: a table topic must be
+// compacted (compact,delete only with retention.ms=-1).
+func TestEnsureRefusesTopicsThatAreNotCompacted(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k := newTestKafka(t, c, nil)
+	cl := k.client
+	ctx := context.Background()
+	create := func(name string, cfg map[string]string) {
+		var entries []kafka.ConfigEntry
+		for k, v := range cfg {
+			entries = append(entries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+		}
+		resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: name, NumPartitions: 5, ReplicationFactor: 1, ConfigEntries: entries}}})
+		if err != nil || resp.Errors[name] != nil {
+			t.Fatalf("create %s: %v %v", name, err, resp.Errors)
+		}
+	}
+	create("plain", nil)
+	create("both", map[string]string{"cleanup.policy": "compact,delete"})
+	create("both-forever", map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "-1"})
+	create("compacted", map[string]string{"cleanup.policy": "compact"})
+	for name, ok := range map[string]bool{"plain": false, "both": false, "both-forever": true, "compacted": true} {
+		n, created, err := k.EnsureCompacted(ctx, name, 3, -1, "KAFKA_TABLE_TOPIC")
+		var ce *PolicyError
+		switch {
+		case ok && (err != nil || n != 5 || created):
+			t.Errorf("%s: %d partitions, created %v, %v", name, n, created, err)
+		case !ok && (!errors.As(err, &ce) || !strings.Contains(err.Error(), "KAFKA_TABLE_TOPIC")):
+			t.Errorf("%s: %v, want a PolicyError naming KAFKA_TABLE_TOPIC", name, err)
+		}
+	}
+	// A missing topic is created compacted: the next run accepts it.
+	for _, want := range []bool{true, false} {
+		if n, created, err := k.EnsureCompacted(ctx, "fresh", 3, -1, "KAFKA_TABLE_TOPIC"); err != nil || n != 3 || created != want {
+			t.Fatalf("missing topic: %d partitions, created %v, %v; want 3 partitions, created %v", n, created, err, want)
 		}
 	}
 }

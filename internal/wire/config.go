@@ -1,4 +1,4 @@
-package producer
+package wire
 
 import (
 	"context"
@@ -91,6 +91,9 @@ type Config struct {
 	// (KAFKA_TLS_KEY_PASSWORD): PKCS#8 ("ENCRYPTED PRIVATE KEY") or
 	// legacy PEM encryption ("Proc-Type: 4,ENCRYPTED").
 	TLSKeyPassword string
+	// TLSConfig, when set, is the TLS configuration itself (TLS on; the
+	// files above are not read): for programs that build their own.
+	TLSConfig *tls.Config
 
 	// TopicPartitions is the partition count of a topic this program
 	// creates (KAFKA_TOPIC_PARTITIONS, default 6). An existing topic is
@@ -130,6 +133,16 @@ type Config struct {
 	// RetryMaxElapsed bounds the retries of a failed write or marker
 	// (KAFKA_RETRY_MAX_ELAPSED, default 2m).
 	RetryMaxElapsed time.Duration
+
+	// Names are the names of the settings behind some fields, for the
+	// messages that tell an operator what to change; the program fills
+	// them in from its own declarations.
+	Names Names
+}
+
+// Names are the names of settings that messages refer to.
+type Names struct {
+	TopicConfig, TopicPartitions, TopicReplicationFactor string
 }
 
 // DefaultConfig returns a Config with every default set and no brokers.
@@ -296,9 +309,16 @@ func compressionCodec(name string) (kafka.Compression, error) {
 	return 0, fmt.Errorf("%q is not one of none, gzip, snappy, lz4, zstd", name)
 }
 
+// LoadTLS builds the TLS configuration of c (nil when TLS is off),
+// reading its CA and key pair files.
+func (c Config) LoadTLS() (*tls.Config, error) { return c.tlsConfig() }
+
 // tlsConfig builds the TLS configuration (nil when TLS is off), reading the
 // CA and key pair files. Errors name the variable and never a file's content.
 func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.TLSConfig != nil {
+		return c.TLSConfig, nil
+	}
 	if !c.TLS {
 		return nil, nil
 	}
@@ -431,18 +451,33 @@ func (c Config) dialer() func(ctx context.Context, network, addr string) (net.Co
 	return dial
 }
 
-// topicConfigEntries are TopicConfig in name order, for CreateTopics.
-func (c Config) topicConfigEntries() []kafka.ConfigEntry {
-	names := make([]string, 0, len(c.TopicConfig))
-	for k := range c.TopicConfig {
+// configEntries are configs in name order, for CreateTopics.
+func configEntries(configs map[string]string) []kafka.ConfigEntry {
+	names := make([]string, 0, len(configs))
+	for k := range configs {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	out := make([]kafka.ConfigEntry, 0, len(names))
 	for _, k := range names {
-		out = append(out, kafka.ConfigEntry{ConfigName: k, ConfigValue: c.TopicConfig[k]})
+		out = append(out, kafka.ConfigEntry{ConfigName: k, ConfigValue: configs[k]})
 	}
 	return out
+}
+
+// sizeSettings names the settings of a created topic's size, for the
+// message of a topic the brokers refused to create.
+func (c Config) sizeSettings() string {
+	var names []string
+	for _, n := range []string{c.Names.TopicPartitions, c.Names.TopicReplicationFactor} {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(names, ", ") + ")"
 }
 
 // saslMechanism builds the SASL mechanism (nil when none is configured).

@@ -1,10 +1,9 @@
-package producer
+package wire
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -14,41 +13,41 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// produceClient is the network side of a topicWriter: *Kafka, or the dry
+// Producer is the network side of a topicWriter: *Kafka, or the dry
 // run's discardClient.
-type produceClient interface {
-	// initProducerID asks the brokers for a new idempotent producer id.
-	initProducerID(ctx context.Context) (producerID, error)
-	// produce sends one encoded record batch to the partition's leader
+type Producer interface {
+	// InitProducerID asks the brokers for a new idempotent producer id.
+	InitProducerID(ctx context.Context) (ProducerID, error)
+	// Produce sends one encoded record batch to the partition's leader
 	// with acks=all. The error is the broker's (a kafka.Error) or the
 	// transport's.
-	produce(ctx context.Context, topic string, partition int, batch []byte) error
-	// leader returns the partition's leader as the client knows it.
-	leader(ctx context.Context, topic string, partition int) (int, error)
+	Produce(ctx context.Context, topic string, partition int, batch []byte) error
+	// Leader returns the partition's Leader as the client knows it.
+	Leader(ctx context.Context, topic string, partition int) (int, error)
 }
 
 // refusal is what a topicWriter's owner does with a record the broker
 // refused as too large: it accounts for it and may return a replacement
 // record, sent in its place (a dead-letter message without its value).
-type refusal func(kind recordKind, at position, rec decodedRecord, cause error) (replacement *decodedRecord, err error)
+type Refusal func(kind Kind, at Position, rec Record, cause error) (replacement *Record, err error)
 
 // writerConfig configures a topicWriter.
-type writerConfig struct {
-	topic        string
-	partitions   int
+type WriterConfig struct {
+	Topic        string
+	Partitions   int
 	codec        kafka.Compression
-	batchBytes   int           // a batch is sent when it holds this many bytes of records
-	linger       time.Duration // or when its first record is this old
-	writeTimeout time.Duration // one produce attempt
-	retryInitial time.Duration
-	retryMax     time.Duration // retries of one batch, since its last progress
-	discard      bool          // dry run: nothing is encoded or sent
-	onRefused    refusal
-	// observe, when set, is called for every record (kindRecord) once it
+	BatchBytes   int           // a batch is sent when it holds this many bytes of records
+	Linger       time.Duration // or when its first record is this old
+	WriteTimeout time.Duration // one produce attempt
+	RetryInitial time.Duration
+	RetryMax     time.Duration // retries of one batch, since its last progress
+	Discard      bool          // dry run: nothing is encoded or sent
+	OnRefused    Refusal
+	// Observe, when set, is called for every record (kindRecord) once it
 	// is acknowledged, from the partition's sender; an error fails the
 	// stream.
-	observe func(at position, key, value []byte) error
-	log     zerolog.Logger
+	Observe func(at Position, key, value []byte) error
+	Log     zerolog.Logger
 }
 
 // topicWriter publishes records to the partitions of one topic as one
@@ -57,10 +56,10 @@ type writerConfig struct {
 // so that the broker appends a batch that is sent again (after a timeout, a
 // cut connection or a leader change) only once. Records are appended to
 // each partition in the order of the add calls.
-type topicWriter struct {
-	cfg     writerConfig
-	client  produceClient
-	pid     producerID
+type Writer struct {
+	cfg     WriterConfig
+	client  Producer
+	pid     ProducerID
 	streams []*stream
 
 	sendCtx context.Context // produce attempts
@@ -72,26 +71,22 @@ type topicWriter struct {
 // newTopicWriter obtains a producer id and starts one sender per
 // partition. Produce attempts run on sendCtx; stopping the writer (or
 // sendCtx ending) ends the senders.
-func newTopicWriter(sendCtx context.Context, client produceClient, cfg writerConfig) (*topicWriter, error) {
-	w := &topicWriter{cfg: cfg, client: client, sendCtx: sendCtx}
-	if !cfg.discard {
-		bo := backoff.WithContext(newExpBackOff(cfg.retryInitial, cfg.retryMax), sendCtx)
-		err := backoff.RetryNotify(func() error {
-			pid, err := client.initProducerID(sendCtx)
-			if err != nil && !retryableProduceError(err) {
-				return backoff.Permanent(err)
-			}
+func NewWriter(sendCtx context.Context, client Producer, cfg WriterConfig) (*Writer, error) {
+	w := &Writer{cfg: cfg, client: client, sendCtx: sendCtx}
+	if !cfg.Discard {
+		err := Retry(sendCtx, cfg.backoff(), func() error {
+			pid, err := client.InitProducerID(sendCtx)
 			w.pid = pid
 			return err
-		}, bo, func(err error, d time.Duration) {
-			cfg.log.Warn().Str("topic", cfg.topic).Err(err).Dur("retry_in", d).Msg("init producer id failed; retrying")
+		}, func(err error, d time.Duration) {
+			cfg.Log.Warn().Str("topic", cfg.Topic).Err(err).Dur("retry_in", d).Msg("init producer id failed; retrying")
 		})
 		if err != nil {
-			return nil, fmt.Errorf("kafka: obtaining an idempotent producer id for topic %q: %w", cfg.topic, err)
+			return nil, fmt.Errorf("kafka: obtaining an idempotent producer id for topic %q: %w", cfg.Topic, err)
 		}
 	}
 	w.stopCtx, w.stop = context.WithCancel(sendCtx)
-	w.streams = make([]*stream, cfg.partitions)
+	w.streams = make([]*stream, cfg.Partitions)
 	for p := range w.streams {
 		s := &stream{w: w, partition: p, changed: make(chan struct{}), leader: -1}
 		w.streams[p] = s
@@ -104,14 +99,14 @@ func newTopicWriter(sendCtx context.Context, client produceClient, cfg writerCon
 	return w, nil
 }
 
-// flush waits until every record added so far to any partition was
+// Flush waits until every record added so far to any partition was
 // acknowledged. It returns the partitions' failures.
-func (w *topicWriter) flush(ctx context.Context) error {
-	return errors.Join(w.flushEach(ctx)...)
+func (w *Writer) Flush(ctx context.Context) error {
+	return errors.Join(w.FlushEach(ctx)...)
 }
 
-// flushEach is flush with one result per partition.
-func (w *topicWriter) flushEach(ctx context.Context) []error {
+// FlushEach is flush with one result per partition.
+func (w *Writer) FlushEach(ctx context.Context) []error {
 	errs := make([]error, len(w.streams))
 	var wg sync.WaitGroup
 	for i, s := range w.streams {
@@ -125,10 +120,10 @@ func (w *topicWriter) flushEach(ctx context.Context) []error {
 	return errs
 }
 
-// close stops the writer: records not yet sent are dropped, a request in
-// flight ends (it has until sendCtx ends), and close returns when every
+// Close stops the writer: records not yet sent are dropped, a request in
+// flight ends (it has until sendCtx ends), and Close returns when every
 // sender has returned.
-func (w *topicWriter) close() {
+func (w *Writer) Close() {
 	for _, s := range w.streams {
 		s.mu.Lock()
 		s.closing = true
@@ -140,8 +135,8 @@ func (w *topicWriter) close() {
 	w.wg.Wait()
 }
 
-// records returns the records (kindRecord) acknowledged per partition.
-func (w *topicWriter) records() []int64 {
+// Records returns the Records (kindRecord) acknowledged per partition.
+func (w *Writer) Records() []int64 {
 	out := make([]int64, len(w.streams))
 	for i, s := range w.streams {
 		s.mu.Lock()
@@ -153,7 +148,7 @@ func (w *topicWriter) records() []int64 {
 
 // stream is one partition of a topicWriter.
 type stream struct {
-	w         *topicWriter
+	w         *Writer
 	partition int
 
 	mu       sync.Mutex
@@ -199,7 +194,7 @@ func (s *stream) wait(ctx context.Context) error {
 // add appends one record, waiting while the partition's batch is full and
 // the previous one is still in flight (the backpressure of the pipeline).
 // Key, value and header values are copied.
-func (s *stream) add(ctx context.Context, kind recordKind, at position, key, value []byte, nullValue bool, hdrs []header) error {
+func (s *stream) add(ctx context.Context, kind Kind, at Position, key, value []byte, nullValue bool, hdrs []Header) error {
 	size := recordSize(key, value, nullValue, hdrs, 0) + 5
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -210,7 +205,7 @@ func (s *stream) add(ctx context.Context, kind recordKind, at position, key, val
 		case s.closing:
 			return errWriterClosed
 		}
-		if s.cur.len() == 0 || s.cur.size()+size <= s.w.cfg.batchBytes {
+		if s.cur.len() == 0 || s.cur.size()+size <= s.w.cfg.BatchBytes {
 			break
 		}
 		if !s.wantSend {
@@ -227,7 +222,7 @@ func (s *stream) add(ctx context.Context, kind recordKind, at position, key, val
 	}
 	s.cur.add(kind, at, key, value, nullValue, hdrs)
 	s.added++
-	if s.cur.size() >= s.w.cfg.batchBytes && !s.wantSend {
+	if s.cur.size() >= s.w.cfg.BatchBytes && !s.wantSend {
 		s.wantSend = true
 		s.notifyLocked()
 	}
@@ -300,7 +295,7 @@ func (s *stream) next() *recordBatch {
 		var lingerC <-chan time.Time
 		if n := s.cur.len(); n > 0 {
 			age := time.Since(time.UnixMilli(s.cur.firstTS))
-			if s.wantSend || s.flushing > 0 || age >= s.w.cfg.linger || s.cur.size() >= s.w.cfg.batchBytes {
+			if s.wantSend || s.flushing > 0 || age >= s.w.cfg.Linger || s.cur.size() >= s.w.cfg.BatchBytes {
 				// Swap: cur goes out, the spare becomes cur.
 				out := s.spare
 				*out, s.cur = s.cur, *out
@@ -310,9 +305,9 @@ func (s *stream) next() *recordBatch {
 				return out
 			}
 			if timer == nil {
-				timer = time.NewTimer(s.w.cfg.linger - age)
+				timer = time.NewTimer(s.w.cfg.Linger - age)
 			} else {
-				timer.Reset(s.w.cfg.linger - age)
+				timer.Reset(s.w.cfg.Linger - age)
 			}
 			lingerC = timer.C
 		}
@@ -332,7 +327,7 @@ func (s *stream) next() *recordBatch {
 // send publishes b, splitting it when the broker refuses it as too large,
 // and accounts for its records.
 func (s *stream) send(b *recordBatch) error {
-	if s.w.cfg.discard {
+	if s.w.cfg.Discard {
 		return s.account(b)
 	}
 	err := s.produce(b)
@@ -355,7 +350,7 @@ func (s *stream) send(b *recordBatch) error {
 			if derr != nil {
 				return derr
 			}
-			nb.add(b.kinds[i], b.pos[i], rec.key, rec.value, rec.nullValue, rec.headers)
+			nb.add(b.kinds[i], b.pos[i], rec.Key, rec.Value, rec.NullValue, rec.Headers)
 		}
 		if err := s.send(nb); err != nil {
 			return err
@@ -371,10 +366,10 @@ func (s *stream) refused(b *recordBatch, cause error) error {
 	if err != nil {
 		return err
 	}
-	if s.w.cfg.onRefused == nil {
+	if s.w.cfg.OnRefused == nil {
 		return fmt.Errorf("partition %d: %w", s.partition, cause)
 	}
-	repl, err := s.w.cfg.onRefused(b.kinds[0], b.pos[0], rec, cause)
+	repl, err := s.w.cfg.OnRefused(b.kinds[0], b.pos[0], rec, cause)
 	if err != nil {
 		return err
 	}
@@ -385,10 +380,10 @@ func (s *stream) refused(b *recordBatch, cause error) error {
 		return nil
 	}
 	nb := &recordBatch{firstTS: b.firstTS}
-	nb.add(b.kinds[0], b.pos[0], repl.key, repl.value, repl.nullValue, repl.headers)
+	nb.add(b.kinds[0], b.pos[0], repl.Key, repl.Value, repl.NullValue, repl.Headers)
 	if err := s.produce(nb); err != nil {
 		if errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge) {
-			s.w.cfg.log.Warn().Str("topic", s.w.cfg.topic).Int("partition", s.partition).Int64("line", b.pos[0].line).
+			s.w.cfg.Log.Warn().Str("topic", s.w.cfg.Topic).Int("partition", s.partition).Int64("line", b.pos[0].Line).
 				Msg("replacement of a refused message refused too; dropped")
 			return nil
 		}
@@ -402,14 +397,14 @@ func (s *stream) refused(b *recordBatch, cause error) error {
 func (s *stream) account(b *recordBatch) error {
 	var recs int64
 	for i, k := range b.kinds {
-		if k != kindRecord {
+		if k != KindRecord {
 			continue
 		}
 		recs++
-		if s.w.cfg.observe != nil {
+		if s.w.cfg.Observe != nil {
 			rec, err := b.keyValue(i)
 			if err == nil {
-				err = s.w.cfg.observe(b.pos[i], rec.key, rec.value)
+				err = s.w.cfg.Observe(b.pos[i], rec.Key, rec.Value)
 			}
 			if err != nil {
 				return err
@@ -437,8 +432,8 @@ func (s *stream) produce(b *recordBatch) error {
 	attempt := 0
 	op := func() error {
 		attempt++
-		actx, cancel := context.WithTimeout(w.sendCtx, w.cfg.writeTimeout)
-		err := w.client.produce(actx, w.cfg.topic, s.partition, out)
+		actx, cancel := context.WithTimeout(w.sendCtx, w.cfg.WriteTimeout)
+		err := w.client.Produce(actx, w.cfg.Topic, s.partition, out)
 		cancel()
 		switch {
 		case err == nil, errors.Is(err, kafka.DuplicateSequenceNumber):
@@ -446,20 +441,19 @@ func (s *stream) produce(b *recordBatch) error {
 			return nil
 		case w.sendCtx.Err() != nil:
 			return backoff.Permanent(fmt.Errorf("partition %d: %w (%w)", s.partition, w.sendCtx.Err(), err))
-		case !retryableProduceError(err):
+		case !IsRetryable(err):
 			return backoff.Permanent(fmt.Errorf("partition %d: %w", s.partition, err))
 		}
 		return fmt.Errorf("partition %d: %w", s.partition, err)
 	}
-	bo := backoff.WithContext(newExpBackOff(w.cfg.retryInitial, w.cfg.retryMax), w.stopCtx)
-	err = backoff.RetryNotify(op, bo, func(err error, d time.Duration) {
-		ev := w.cfg.log.Warn()
+	err = Retry(w.stopCtx, w.cfg.backoff(), op, func(err error, d time.Duration) {
+		ev := w.cfg.Log.Warn()
 		if errors.Is(err, errConnRetired) {
 			// Expected: an OAUTHBEARER connection retired before its
 			// token expires; the request goes on a new connection.
-			ev = w.cfg.log.Debug()
+			ev = w.cfg.Log.Debug()
 		}
-		ev.Str("topic", w.cfg.topic).Int("partition", s.partition).Int("attempt", attempt).
+		ev.Str("topic", w.cfg.Topic).Int("partition", s.partition).Int("attempt", attempt).
 			Dur("retry_in", d).Str("error", err.Error()).Msg("produce failed; retrying")
 		s.checkLeader()
 	})
@@ -481,49 +475,53 @@ func (s *stream) produce(b *recordBatch) error {
 func (s *stream) checkLeader() {
 	ctx, cancel := context.WithTimeout(s.w.sendCtx, 5*time.Second)
 	defer cancel()
-	l, err := s.w.client.leader(ctx, s.w.cfg.topic, s.partition)
+	l, err := s.w.client.Leader(ctx, s.w.cfg.Topic, s.partition)
 	if err != nil || l == s.leader {
 		return
 	}
 	if s.leader >= 0 {
-		s.w.cfg.log.Info().Str("topic", s.w.cfg.topic).Int("partition", s.partition).
+		s.w.cfg.Log.Info().Str("topic", s.w.cfg.Topic).Int("partition", s.partition).
 			Int("leader", l).Int("previous_leader", s.leader).Msg("partition leader changed")
 	}
 	s.leader = l
 }
 
-// retryableProduceError tells a failure worth sending the same batch again
-// for: a broker error that Kafka marks retriable (leader change, request
-// timed out, not enough replicas, …) or any failure of the connection
-// (reset, cut, timeout, refused while a broker restarts). Everything else
-// (authorization, unknown producer, out-of-order sequence, invalid record)
-// fails the batch.
-func retryableProduceError(err error) bool {
-	var ke kafka.Error
-	if errors.As(err, &ke) {
-		return ke.Temporary()
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	// Connection failures surface as io.EOF, io.ErrUnexpectedEOF,
-	// syscall errors or context deadlines of the attempt: all transient.
-	return !errors.Is(err, context.Canceled)
-}
-
-func newExpBackOff(initial, maxElapsed time.Duration) *backoff.ExponentialBackOff {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = initial
-	bo.MaxInterval = 5 * time.Second
-	bo.MaxElapsedTime = maxElapsed
-	bo.Reset()
-	return bo
+// backoff is the retry loop of one batch (or producer id), given up
+// RetryMax after its last progress.
+func (c WriterConfig) backoff() Backoff {
+	return Backoff{Initial: c.RetryInitial, Max: 5 * time.Second, MaxElapsed: c.RetryMax}
 }
 
 // discardClient is the dry run's client: it acknowledges everything.
 type discardClient struct{}
 
-func (discardClient) initProducerID(context.Context) (producerID, error) { return producerID{}, nil }
-func (discardClient) produce(context.Context, string, int, []byte) error { return nil }
-func (discardClient) leader(context.Context, string, int) (int, error)   { return 0, nil }
+func (discardClient) InitProducerID(context.Context) (ProducerID, error) { return ProducerID{}, nil }
+func (discardClient) Produce(context.Context, string, int, []byte) error { return nil }
+func (discardClient) Leader(context.Context, string, int) (int, error)   { return 0, nil }
+
+// Sink is where a Writer sends its batches: a *Kafka, or Discard() for a
+// dry run. WriterDefaults is the writer configuration of its settings
+// (codec, batch size, linger, timeouts); a caller fills in the topic.
+type Sink interface {
+	Producer
+	WriterDefaults() WriterConfig
+}
+
+// Discard returns a Sink that acknowledges everything and keeps nothing:
+// the dry run's. Records are still framed, checked and batched per
+// partition; no batch is encoded or sent.
+func Discard() Sink { return discardClient{} }
+
+// WriterDefaults implements Sink.
+func (discardClient) WriterDefaults() WriterConfig {
+	return WriterConfig{BatchBytes: DefaultBatchBytes, Linger: DefaultBatchTimeout, WriteTimeout: DefaultWriteTimeout, Discard: true}
+}
+
+// Add appends one record to partition p, waiting while the partition's
+// batch is full and the previous one is still in flight (the backpressure
+// of the pipeline). Key, value and header values are copied. kind says
+// how it is accounted (KindRecord: counted in Records and observed), at
+// where it comes from (for Refusal and Observe).
+func (w *Writer) Add(ctx context.Context, p int, kind Kind, at Position, key, value []byte, nullValue bool, hdrs []Header) error {
+	return w.streams[p].add(ctx, kind, at, key, value, nullValue, hdrs)
+}

@@ -1,4 +1,4 @@
-package producer
+package wire
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 
 // NewTransport builds the kafka-go Transport of cfg (TLS, SASL including
 // OAUTHBEARER, timeouts) without any network call: the one NewKafka uses,
-// and the one of programs that only read (tvm2kafka verify).
+// and the one of programs that only read (tvm2kafka verify, the consumer
+// package).
 func NewTransport(cfg Config) (*kafka.Transport, error) {
 	tlsCfg, err := cfg.tlsConfig()
 	if err != nil {
@@ -44,20 +45,31 @@ func NewTransport(cfg Config) (*kafka.Transport, error) {
 // offsets, fetches, topic administration).
 func (k *Kafka) Client() *kafka.Client { return k.client }
 
-// KeyedWriter writes messages to a topic, each to partition murmur2(key)
-// mod the topic's partitions — or to the partition named by its WriterData
-// when that has a Partition() int method (the table topic's tombstone for
-// a record found in another partition) —, as an idempotent producer of its own (exactly
-// once, in order per partition): WriteMessages returns when every message
-// is acknowledged. A message with a nil Value is a tombstone. The producer
-// id is obtained on the first write; Close ends it.
+// KeyedMessage is one message of a KeyedWriter.
+type KeyedMessage struct {
+	Key []byte
+	// Value nil is a tombstone.
+	Value   []byte
+	Headers []Header
+	// A message goes to partition murmur2(Key) mod the topic's partitions
+	// (the Java client's default partitioner), or with Pinned to
+	// Partition (a tombstone for a record found in a partition its key
+	// does not hash to, after the topic's partition count was raised).
+	Pinned    bool
+	Partition int
+}
+
+// KeyedWriter writes messages to a topic as an idempotent producer of its
+// own (exactly once, in order per partition): Write returns when every
+// message is acknowledged. The producer id is obtained on the first write;
+// Close ends it.
 type KeyedWriter struct {
 	k          *Kafka
 	topic      string
 	partitions int
 
 	mu     sync.Mutex
-	w      *topicWriter
+	w      *Writer
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -69,36 +81,36 @@ func (k *Kafka) NewKeyedWriter(topic string, partitions int) *KeyedWriter {
 	return &KeyedWriter{k: k, topic: topic, partitions: partitions, ctx: ctx, cancel: cancel}
 }
 
-// WriteMessages implements the table package's Writer.
-func (kw *KeyedWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+// Partitions is the partition count the writer routes by.
+func (kw *KeyedWriter) Partitions() int { return kw.partitions }
+
+// Write writes msgs and waits until every one is acknowledged. Failures
+// are final: the writer already retried them within the Kafka's
+// RetryMaxElapsed, and a failed writer fails every later call at once.
+func (kw *KeyedWriter) Write(ctx context.Context, msgs []KeyedMessage) error {
 	kw.mu.Lock()
 	defer kw.mu.Unlock()
 	if kw.w == nil {
-		wc := kw.k.writerDefaults()
-		wc.topic, wc.partitions, wc.log = kw.topic, kw.partitions, kw.k.log
-		wc.retryInitial, wc.retryMax = 200*time.Millisecond, kw.k.cfg.RetryMaxElapsed
-		w, err := newTopicWriter(kw.ctx, kw.k, wc)
+		wc := kw.k.WriterDefaults()
+		wc.Topic, wc.Partitions, wc.Log = kw.topic, kw.partitions, kw.k.log
+		wc.RetryInitial, wc.RetryMax = 200*time.Millisecond, kw.k.cfg.RetryMaxElapsed
+		w, err := NewWriter(kw.ctx, kw.k, wc)
 		if err != nil {
 			return err
 		}
 		kw.w = w
 	}
-	var hdrs []header
 	for i := range msgs {
 		m := &msgs[i]
-		hdrs = hdrs[:0]
-		for _, h := range m.Headers {
-			hdrs = append(hdrs, header{h.Key, h.Value})
-		}
 		p := schema.Partition(m.Key, kw.partitions)
-		if to, ok := m.WriterData.(interface{ Partition() int }); ok && to.Partition() >= 0 && to.Partition() < kw.partitions {
-			p = to.Partition()
+		if m.Pinned && m.Partition >= 0 && m.Partition < kw.partitions {
+			p = m.Partition
 		}
-		if err := kw.w.streams[p].add(ctx, kindTable, position{}, m.Key, m.Value, m.Value == nil, hdrs); err != nil {
+		if err := kw.w.Add(ctx, p, KindMessage, Position{}, m.Key, m.Value, m.Value == nil, m.Headers); err != nil {
 			return fmt.Errorf("kafka: writing to %q: %w", kw.topic, err)
 		}
 	}
-	if err := kw.w.flush(ctx); err != nil {
+	if err := kw.w.Flush(ctx); err != nil {
 		return fmt.Errorf("kafka: writing to %q: %w", kw.topic, err)
 	}
 	return nil
@@ -109,7 +121,7 @@ func (kw *KeyedWriter) Close() error {
 	kw.mu.Lock()
 	defer kw.mu.Unlock()
 	if kw.w != nil {
-		kw.w.close()
+		kw.w.Close()
 	}
 	kw.cancel()
 	return nil

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
@@ -20,7 +20,7 @@ import (
 // large as n devices make it.
 func benchTable(b *testing.B, n int) (tb *Table, keys, values [][]byte) {
 	b.Helper()
-	tb, err := New(Config{Topic: "t", RunID: "r", Client: &kafka.Client{}, Writer: &failingWriter{}, Logger: zerolog.Nop()})
+	tb, err := New(Config{Topic: "t", RunID: "r", Kafka: &wire.Kafka{}, Writer: &failingWriter{}, Logger: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}

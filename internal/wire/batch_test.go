@@ -1,4 +1,4 @@
-package kread
+package wire
 
 import (
 	"bytes"
@@ -25,11 +25,11 @@ type testRecord struct {
 	headers     []kmsg.Header
 }
 
-// encodeBatch encodes a v2 record batch with franz-go's kmsg types (an
+// kmsgBatch encodes a v2 record batch with franz-go's kmsg types (an
 // encoder independent of the decoder under test), compressing the records
 // with codec (compressed by kafka-go's codecs, or by frame for LZ4 when
 // frame is set).
-func encodeBatch(t testing.TB, base int64, attrs int16, lastDelta int32, recs []testRecord, frame func([]byte) []byte) []byte {
+func kmsgBatch(t testing.TB, base int64, attrs int16, lastDelta int32, recs []testRecord, frame func([]byte) []byte) []byte {
 	t.Helper()
 	var raw []byte
 	for _, r := range recs {
@@ -90,7 +90,7 @@ func collect(t *testing.T, b []byte) ([]testRecord, []int64, int64, error) {
 		if r.value == nil {
 			tr.value = nil
 		}
-		if v, ok := header(r.headers, r.nHeaders, "h"); ok {
+		if v, ok := findHeader(r.headers, r.nHeaders, "h"); ok {
 			tr.headers = []kmsg.Header{{Key: "h", Value: bytes.Clone(v)}}
 		}
 		got = append(got, tr)
@@ -104,8 +104,8 @@ func TestDecodeBatchesOfEveryCodec(t *testing.T) {
 	recs := someRecords(300)
 	for codec := range 5 {
 		t.Run(compress.Compression(codec).String(), func(t *testing.T) {
-			b := encodeBatch(t, 1000, int16(codec), 299, recs[:100], nil)
-			b = append(b, encodeBatch(t, 1100, int16(codec), 199, recs[:200], nil)...)
+			b := kmsgBatch(t, 1000, int16(codec), 299, recs[:100], nil)
+			b = append(b, kmsgBatch(t, 1100, int16(codec), 199, recs[:200], nil)...)
 			got, offsets, next, err := collect(t, b)
 			if err != nil {
 				t.Fatal(err)
@@ -171,7 +171,7 @@ func TestDecodeLZ4Frames(t *testing.T) {
 				return out
 			}
 			var d decoder
-			b := encodeBatch(t, 0, codecLZ4, 399, recs, frame)
+			b := kmsgBatch(t, 0, codecLZ4, 399, recs, frame)
 			n := 0
 			if _, err := d.each(b, func(r *record) error {
 				if !bytes.Equal(r.key, recs[n].key) || !bytes.Equal(r.value, recs[n].value) {
@@ -220,13 +220,13 @@ func randomBytes(n int) []byte {
 
 func TestDecodePartialControlAndCompactedBatches(t *testing.T) {
 	recs := someRecords(50)
-	first := encodeBatch(t, 0, codecLZ4, 49, recs, nil)
+	first := kmsgBatch(t, 0, codecLZ4, 49, recs, nil)
 	// A compacted batch: records 3 and 9 of offsets 100..119 are left.
-	compacted := encodeBatch(t, 100, 0, 19, []testRecord{
+	compacted := kmsgBatch(t, 100, 0, 19, []testRecord{
 		{offsetDelta: 3, key: []byte("a"), value: []byte("1")}, {offsetDelta: 9, key: []byte("b"), value: []byte("2")},
 	}, nil)
-	control := encodeBatch(t, 120, attrControl, 0, []testRecord{{key: []byte{0, 0, 0, 0}, value: []byte{0, 0, 0, 0, 0, 0}}}, nil)
-	partial := encodeBatch(t, 121, 0, 9, recs[:10], nil)
+	control := kmsgBatch(t, 120, attrControl, 0, []testRecord{{key: []byte{0, 0, 0, 0}, value: []byte{0, 0, 0, 0, 0, 0}}}, nil)
+	partial := kmsgBatch(t, 121, 0, 9, recs[:10], nil)
 	b := append(append(append(bytes.Clone(first), compacted...), control...), partial[:len(partial)-7]...)
 	got, offsets, next, err := collect(t, b)
 	if err != nil {
@@ -246,7 +246,7 @@ func TestDecodePartialControlAndCompactedBatches(t *testing.T) {
 
 func TestDecodeRefusesCorruptBatches(t *testing.T) {
 	recs := someRecords(20)
-	good := encodeBatch(t, 0, 0, 19, recs, nil)
+	good := kmsgBatch(t, 0, 0, 19, recs, nil)
 	flip := func(at int) []byte {
 		b := bytes.Clone(good)
 		b[at] ^= 0x40
@@ -311,7 +311,7 @@ func (c *fakeConn) Read(b []byte) (int, error)  { return c.resp.Read(b) }
 // TestRawExchangeVersions: the request is what kmsg decodes back, and the
 // response is read at the negotiated version, flexible (v12) or not.
 func TestRawExchangeVersions(t *testing.T) {
-	batches := encodeBatch(t, 40, 0, 1, someRecords(2), nil)
+	batches := kmsgBatch(t, 40, 0, 1, someRecords(2), nil)
 	for _, v := range []int16{4, 7, 11, 12} {
 		resp := kmsg.NewPtrFetchResponse()
 		resp.Version = v
@@ -419,9 +419,9 @@ func TestMessageHeaders(t *testing.T) {
 func FuzzDecodeBatches(f *testing.F) {
 	recs := someRecords(20)
 	for codec := range 5 {
-		f.Add(encodeBatch(f, 7, int16(codec), 19, recs, nil))
+		f.Add(kmsgBatch(f, 7, int16(codec), 19, recs, nil))
 	}
-	f.Add(append(encodeBatch(f, 0, attrControl, 0, recs[:1], nil), encodeBatch(f, 1, 0, 3, recs[:2], nil)...))
+	f.Add(append(kmsgBatch(f, 0, attrControl, 0, recs[:1], nil), kmsgBatch(f, 1, 0, 3, recs[:2], nil)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var d decoder
 		n := 0
@@ -429,7 +429,7 @@ func FuzzDecodeBatches(f *testing.F) {
 			if n++; n > 1<<20 {
 				return errors.New("too many records")
 			}
-			_, _ = header(r.headers, r.nHeaders, "h")
+			_, _ = findHeader(r.headers, r.nHeaders, "h")
 			return nil
 		})
 		// The same bytes with valid CRCs, so that the fuzzer gets past them.
@@ -443,7 +443,7 @@ func FuzzDecodeBatches(f *testing.F) {
 			p = p[size:]
 		}
 		_, _ = d.each(fixed, func(r *record) error {
-			_, _ = header(r.headers, r.nHeaders, "h")
+			_, _ = findHeader(r.headers, r.nHeaders, "h")
 			return nil
 		})
 	})

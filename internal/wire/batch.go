@@ -1,4 +1,4 @@
-package kread
+package wire
 
 import (
 	"bytes"
@@ -196,7 +196,7 @@ func nullableBytes(b []byte) ([]byte, []byte, bool) {
 
 // header returns the value of the last header named key among the n
 // encoded headers h.
-func header(h []byte, n int, key string) (value []byte, found bool) {
+func findHeader(h []byte, n int, key string) (value []byte, found bool) {
 	for range n {
 		k, rest, ok := nullableBytes(h)
 		if !ok {

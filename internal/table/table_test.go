@@ -18,12 +18,14 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -31,8 +33,8 @@ import (
 type env struct {
 	t      *testing.T
 	addrs  []string
-	client *kafka.Client
-	writer *kafka.Writer
+	k      *wire.Kafka
+	writer *wire.KeyedWriter
 	topic  string
 	n      int
 }
@@ -45,14 +47,18 @@ func newEnv(t *testing.T, partitions int) *env {
 	}
 	t.Cleanup(c.Close)
 	e := &env{t: t, addrs: c.ListenAddrs(), topic: "devices", n: partitions}
-	e.client = &kafka.Client{Addr: kafka.TCP(e.addrs...), Timeout: 10 * time.Second}
-	e.writer = &kafka.Writer{Addr: kafka.TCP(e.addrs...), Topic: e.topic, Balancer: Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Compression: kafka.Lz4}
-	t.Cleanup(func() { e.writer.Close() })
-	n, created, err := Ensure(context.Background(), e.client, e.topic, partitions, -1, zerolog.Nop())
-	if err != nil || !created || n != partitions {
-		t.Fatalf("Ensure: %d partitions, created %v, %v", n, created, err)
+	cfg := wire.DefaultConfig()
+	cfg.Brokers, cfg.RetryMaxElapsed = e.addrs, 2*time.Second
+	if e.k, err = wire.NewKafka(cfg, zerolog.Nop()); err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = e.k.Close() })
+	n, created, err := e.k.EnsureCompacted(context.Background(), e.topic, partitions, -1, "KAFKA_TABLE_TOPIC")
+	if err != nil || !created || n != partitions {
+		t.Fatalf("EnsureCompacted: %d partitions, created %v, %v", n, created, err)
+	}
+	e.writer = e.k.NewKeyedWriter(e.topic, n)
+	t.Cleanup(func() { _ = e.writer.Close() })
 	return e
 }
 
@@ -93,7 +99,7 @@ func (e *env) run(runID string, lines []line, complete bool, mod func(*Config)) 
 	e.t.Helper()
 	var logs testutil.SyncBuffer
 	cfg := Config{Topic: e.topic, Export: schema.ExportInfoGathering, GeneratedTime: "2026-11-27T10:01:00Z", RunID: runID,
-		Client: e.client, Writer: e.writer, Logger: zerolog.New(&logs), RetryMaxElapsed: time.Second}
+		Kafka: e.k, Writer: e.writer, Logger: zerolog.New(&logs)}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -417,10 +423,10 @@ func TestForeignRecordsAreLeftAloneAndOddKeysOfOursAreKept(t *testing.T) {
 	// Someone else's records, with no mde.change header: a text key, a
 	// null key, an uppercase-hex key.
 	upper := strings.ToUpper(strings.Repeat("ab", 20))
-	if err := e.writer.WriteMessages(ctx,
-		kafka.Message{Key: []byte("config:retention"), Value: []byte("7d")},
-		kafka.Message{Key: []byte(upper), Value: []byte("x")},
-	); err != nil {
+	if err := e.writer.Write(ctx, []wire.KeyedMessage{
+		{Key: []byte("config:retention"), Value: []byte("7d")},
+		{Key: []byte(upper), Value: []byte("x")},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	id1, v1 := device(1, 1)
@@ -453,8 +459,8 @@ func TestRecordsInTheWrongPartitionGetTombstones(t *testing.T) {
 	id1, v1 := device(1, 1)
 	wrong := (schema.Partition([]byte(id1), 3) + 1) % 3
 	// As if the topic had fewer partitions when it was written.
-	if err := e.writer.WriteMessages(context.Background(), kafka.Message{Key: []byte(id1), Value: []byte(v1),
-		WriterData: inPartition(wrong), Headers: []kafka.Header{{Key: HeaderChange, Value: []byte(Added)}}}); err != nil {
+	if err := e.writer.Write(context.Background(), []wire.KeyedMessage{{Key: []byte(id1), Value: []byte(v1),
+		Pinned: true, Partition: wrong, Headers: []wire.Header{{Key: HeaderChange, Value: []byte(Added)}}}}); err != nil {
 		t.Fatal(err)
 	}
 	l := []line{{0, 1, id1, v1}}
@@ -487,11 +493,11 @@ func TestRecordsInTheWrongPartitionGetTombstones(t *testing.T) {
 // (an unchanged export) leaves no trace in the log.
 func TestLoadLogsNothingUntilLogLoad(t *testing.T) {
 	e := newEnv(t, 2)
-	if err := e.writer.WriteMessages(context.Background(), kafka.Message{Key: []byte("not-a-device"), Value: []byte("x")}); err != nil {
+	if err := e.writer.Write(context.Background(), []wire.KeyedMessage{{Key: []byte("not-a-device"), Value: []byte("x")}}); err != nil {
 		t.Fatal(err)
 	}
 	var logs testutil.SyncBuffer
-	tb, err := New(Config{Topic: e.topic, RunID: "r", Client: e.client, Writer: e.writer, Logger: zerolog.New(&logs)})
+	tb, err := New(Config{Topic: e.topic, RunID: "r", Kafka: e.k, Writer: e.writer, Logger: zerolog.New(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +523,7 @@ type stateProbe struct {
 	withState int
 }
 
-func (p *stateProbe) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+func (p *stateProbe) Write(ctx context.Context, msgs []wire.KeyedMessage) error {
 	p.calls++
 	for i := range p.tb.parts {
 		if p.tb.parts[i].entries != nil {
@@ -525,7 +531,7 @@ func (p *stateProbe) WriteMessages(ctx context.Context, msgs ...kafka.Message) e
 			break
 		}
 	}
-	return p.w.WriteMessages(ctx, msgs...)
+	return p.w.Write(ctx, msgs)
 }
 
 // TestCompleteReturnsTheStateBeforeWriting: the device state (48 bytes a
@@ -547,7 +553,7 @@ func TestCompleteReturnsTheStateBeforeWriting(t *testing.T) {
 	l2 := snapshotOf(s2)
 	probe := &stateProbe{w: e.writer}
 	tb, err := New(Config{Topic: e.topic, Export: schema.ExportInfoGathering, GeneratedTime: "2026-11-27T10:01:00Z", RunID: "run-2",
-		Client: e.client, Writer: probe, Logger: zerolog.Nop()})
+		Kafka: e.k, Writer: probe, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,7 +579,11 @@ func TestCompleteReturnsTheStateBeforeWriting(t *testing.T) {
 	}
 }
 
-// failingWriter fails every write after the first n calls.
+// errRefused is failingWriter's failure.
+var errRefused = errors.New("refused by the test")
+
+// failingWriter fails every write after the first n calls, and counts
+// the calls.
 type failingWriter struct {
 	w     Writer
 	mu    sync.Mutex
@@ -581,15 +591,21 @@ type failingWriter struct {
 	after int
 }
 
-func (f *failingWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+func (f *failingWriter) Write(ctx context.Context, msgs []wire.KeyedMessage) error {
 	f.mu.Lock()
 	f.calls++
 	fail := f.calls > f.after
 	f.mu.Unlock()
 	if fail {
-		return kafka.LeaderNotAvailable
+		return errRefused
 	}
-	return f.w.WriteMessages(ctx, msgs...)
+	return f.w.Write(ctx, msgs)
+}
+
+func (f *failingWriter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }
 
 func TestWriteFailuresAreReported(t *testing.T) {
@@ -600,8 +616,8 @@ func TestWriteFailuresAreReported(t *testing.T) {
 	}
 	l := snapshotOf(s)
 	// At Complete.
-	_, logs, err := e.run("run-1", l, true, func(c *Config) { c.Writer = &failingWriter{w: e.writer} })
-	if err == nil || !errors.Is(err, kafka.LeaderNotAvailable) || !strings.Contains(logs.String(), "retrying") {
+	_, _, err := e.run("run-1", l, true, func(c *Config) { c.Writer = &failingWriter{w: e.writer} })
+	if err == nil || !errors.Is(err, errRefused) {
 		t.Fatalf("Complete: %v", err)
 	}
 	// During the snapshot, once the buffer overflowed: Record fails.
@@ -609,7 +625,7 @@ func TestWriteFailuresAreReported(t *testing.T) {
 		c.Writer = &failingWriter{w: e.writer}
 		c.BufferBytes = 1 << 10
 	})
-	if err == nil || !errors.Is(err, kafka.LeaderNotAvailable) {
+	if err == nil || !errors.Is(err, errRefused) {
 		t.Fatalf("Record during the snapshot: %v", err)
 	}
 	for _, r := range e.read() {
@@ -619,43 +635,64 @@ func TestWriteFailuresAreReported(t *testing.T) {
 	}
 }
 
-func TestEnsureRefusesTopicsThatAreNotCompacted(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+// TestAFailedTableWriteIsNotRetriedAgain: the writer retries transient
+// broker errors itself and its failures are final, so a table write that
+// failed (here: the principal may not write the topic) is reported at
+// once, after one call, instead of being retried for another
+// RetryMaxElapsed on a writer that only repeats its failure.
+func TestAFailedTableWriteIsNotRetriedAgain(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "devices"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cl := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...), Timeout: 10 * time.Second}
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		creq := req.(*kmsg.ProduceRequest)
+		resp := creq.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range creq.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	cfg := wire.DefaultConfig()
+	cfg.Brokers, cfg.RetryMaxElapsed = c.ListenAddrs(), 3*time.Second
+	k, err := wire.NewKafka(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	kw := k.NewKeyedWriter("devices", 2)
+	defer kw.Close()
+	w := &failingWriter{w: kw, after: 1 << 30}
+	tb, err := New(Config{Topic: "devices", Export: schema.ExportInfoGathering, GeneratedTime: "2026-11-27T10:01:00Z", RunID: "run-1",
+		Kafka: k, Writer: w, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close()
 	ctx := context.Background()
-	create := func(name string, cfg map[string]string) {
-		var entries []kafka.ConfigEntry
-		for k, v := range cfg {
-			entries = append(entries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
-		}
-		resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: name, NumPartitions: 5, ReplicationFactor: 1, ConfigEntries: entries}}})
-		if err != nil || resp.Errors[name] != nil {
-			t.Fatalf("create %s: %v %v", name, err, resp.Errors)
-		}
+	if err := tb.Load(ctx); err != nil {
+		t.Fatal(err)
 	}
-	create("plain", nil)
-	create("both", map[string]string{"cleanup.policy": "compact,delete"})
-	create("both-forever", map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "-1"})
-	create("compacted", map[string]string{"cleanup.policy": "compact"})
-	for name, ok := range map[string]bool{"plain": false, "both": false, "both-forever": true, "compacted": true} {
-		n, created, err := Ensure(ctx, cl, name, 3, -1, zerolog.Nop())
-		var ce *ConfigError
-		switch {
-		case ok && (err != nil || n != 5 || created):
-			t.Errorf("%s: %d partitions, created %v, %v", name, n, created, err)
-		case !ok && (!errors.As(err, &ce) || !strings.Contains(err.Error(), "KAFKA_TABLE_TOPIC")):
-			t.Errorf("%s: %v, want a ConfigError naming KAFKA_TABLE_TOPIC", name, err)
-		}
+	id, v := device(1, 1)
+	if err := tb.Record(0, 1, []byte(id), []byte(v)); err != nil {
+		t.Fatal(err)
 	}
-	// A missing topic is created compacted: the next run accepts it.
-	for _, want := range []bool{true, false} {
-		if n, created, err := Ensure(ctx, cl, "fresh", 3, -1, zerolog.Nop()); err != nil || n != 3 || created != want {
-			t.Fatalf("missing topic: %d partitions, created %v, %v; want 3 partitions, created %v", n, created, err, want)
-		}
+	err = tb.Complete(ctx)
+	if !errors.Is(err, kerr.TopicAuthorizationFailed) && !strings.Contains(fmt.Sprint(err), "TOPIC_AUTHORIZATION_FAILED") && !strings.Contains(fmt.Sprint(err), "Topic Authorization Failed") {
+		t.Fatalf("Complete = %v, want the authorization failure", err)
+	}
+	if n := w.count(); n != 1 {
+		t.Fatalf("the table called its writer %d times for one failed write, want 1", n)
 	}
 }
 

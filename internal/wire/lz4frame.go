@@ -1,4 +1,4 @@
-package producer
+package wire
 
 import (
 	"encoding/binary"
@@ -15,7 +15,6 @@ import (
 // checksum that a frame writer computes; it also keeps the memory of a
 // compression at one 64 KB block bound per partition.
 const (
-	lz4Magic     = 0x184D2204
 	lz4FLG       = 0x60 // version 01, block independence, no checksums, no content size
 	lz4BD        = 0x40 // block maximum size 64 KB
 	lz4HeaderSum = 0x82 // (xxh32(FLG, BD) >> 8) & 0xff

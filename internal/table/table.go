@@ -10,12 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tvm2kafka/tvm2kafka/internal/kread"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -32,8 +30,7 @@ const (
 
 // Defaults of Config.
 const (
-	DefaultBufferBytes     = 32 << 20
-	DefaultRetryMaxElapsed = 2 * time.Minute
+	DefaultBufferBytes = 32 << 20
 	// spillBytes is the size of one batch written while the snapshot is
 	// published, once the buffer has overflowed.
 	spillBytes = 2 << 20
@@ -52,32 +49,10 @@ const (
 )
 
 // Writer writes messages to the table topic and returns when every one is
-// acknowledged (acks=all) or failed; a partial failure is reported as
-// kafka.WriteErrors. *kafka.Writer with Balancer as its balancer
-// satisfies it.
+// acknowledged (acks=all) or failed. Its failures are final: it retries
+// transient broker errors itself (*wire.KeyedWriter does).
 type Writer interface {
-	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
-}
-
-// Balancer routes table records with the Java client's murmur2 partitioner
-// (kafka-go's Murmur2Balancer), except tombstones for a record found in a
-// partition its key does not hash to (the topic's partition count was
-// raised), which go to that very partition.
-type Balancer struct{}
-
-// inPartition, as a message's WriterData, sends it to that partition
-// (through Balancer, or producer.KeyedWriter, which asks Partition).
-type inPartition int
-
-// Partition is the partition the message goes to.
-func (p inPartition) Partition() int { return int(p) }
-
-// Balance implements kafka.Balancer.
-func (Balancer) Balance(msg kafka.Message, partitions ...int) int {
-	if p, ok := msg.WriterData.(inPartition); ok {
-		return int(p)
-	}
-	return kafka.Murmur2Balancer{}.Balance(msg, partitions...)
+	Write(ctx context.Context, msgs []wire.KeyedMessage) error
 }
 
 // Config configures the table of one run.
@@ -86,14 +61,12 @@ type Config struct {
 	Topic string
 	// Export, GeneratedTime and RunID are the run's, for the headers.
 	Export, GeneratedTime, RunID string
-	// Client reads the table back; Writer writes it.
-	Client *kafka.Client
+	// Kafka reads the table back; Writer writes it.
+	Kafka  *wire.Kafka
 	Writer Writer
 	// BufferBytes bounds the changes held until the snapshot is complete
 	// (default DefaultBufferBytes).
 	BufferBytes int
-	// RetryMaxElapsed bounds the retries of one failing write (default 2m).
-	RetryMaxElapsed time.Duration
 	// Logger receives the table's log lines (with the run's context).
 	Logger zerolog.Logger
 }
@@ -132,7 +105,7 @@ type Table struct {
 	bufBytes  int
 	spilled   bool // the buffer overflowed: changes are written at once
 	spillDone bool // spill is closed
-	spill     chan []kafka.Message
+	spill     chan []wire.KeyedMessage
 	spillWG   sync.WaitGroup
 	spillErr  atomic.Pointer[error]
 	wctx      context.Context // context of the writes during the snapshot
@@ -172,16 +145,13 @@ func New(cfg Config) (*Table, error) {
 	switch {
 	case cfg.Topic == "":
 		return nil, errors.New("table: no topic")
-	case cfg.Client == nil || cfg.Writer == nil:
+	case cfg.Kafka == nil || cfg.Writer == nil:
 		return nil, errors.New("table: no client or writer")
 	case cfg.RunID == "":
 		return nil, errors.New("table: no run id")
 	}
 	if cfg.BufferBytes <= 0 {
 		cfg.BufferBytes = DefaultBufferBytes
-	}
-	if cfg.RetryMaxElapsed <= 0 {
-		cfg.RetryMaxElapsed = DefaultRetryMaxElapsed
 	}
 	return &Table{
 		cfg:          cfg,
@@ -209,14 +179,14 @@ func (t *Table) Load(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	parts, err := kread.Partitions(ctx, t.cfg.Client, t.cfg.Topic)
+	parts, err := t.cfg.Kafka.Partitions(ctx, t.cfg.Topic)
 	if err != nil {
 		return fmt.Errorf("table: %w", err)
 	}
 	t.n = len(parts)
 	t.parts = make([]partState, t.n)
-	var st kread.Stats
-	scan := &kread.Scanner{Client: t.cfg.Client, Topic: t.cfg.Topic, Stats: &st, MaxBytes: loadFetchBytes}
+	var st wire.Stats
+	scan := t.cfg.Kafka.Scanner(t.cfg.Topic, loadFetchBytes, &st)
 	var (
 		mu          sync.Mutex
 		foreign     int64
@@ -242,7 +212,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 			defer freeLog()
 			var nForeign, nMisplaced int64
 			wrong := map[string]bool{} // keys in the wrong partition, not deleted since
-			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *kread.Message) error {
+			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *wire.Message) error {
 				d := digest{n: tombstone}
 				if m.Value != nil {
 					d = t.hash.sum(m.Value)
@@ -328,7 +298,7 @@ func (t *Table) LogLoad() {
 // hasHeader reports whether m has a header named key; it is asked only
 // for keys that are not DeviceIds (reading every record's headers costs a
 // fifth of the read-back).
-func hasHeader(m *kread.Message, key string) bool {
+func hasHeader(m *wire.Message, key string) bool {
 	_, ok := m.Header(key)
 	return ok
 }
@@ -507,7 +477,7 @@ func (t *Table) Complete(ctx context.Context) error {
 	}
 
 	// Tombstones, after every added and changed record was written.
-	var tombs []kafka.Message
+	var tombs []wire.KeyedMessage
 	removed := int64(0)
 	flush := func(force bool) error {
 		if len(tombs) == 0 || (!force && len(tombs) < writeChunk) {
@@ -613,22 +583,22 @@ func (t *Table) Partitions() int { return t.n }
 
 // tombstone builds the null-value record that removes key. partition >= 0
 // sends it to that partition instead of the key's murmur2 partition.
-func (t *Table) tombstone(key []byte, partition int) kafka.Message {
-	m := kafka.Message{Key: key, Headers: []kafka.Header{
+func (t *Table) tombstone(key []byte, partition int) wire.KeyedMessage {
+	m := wire.KeyedMessage{Key: key, Headers: []wire.Header{
 		{Key: schema.HeaderExport, Value: t.hExport},
 		{Key: schema.HeaderGeneratedTime, Value: t.hGenerated},
 		{Key: schema.HeaderRunID, Value: t.hRunID},
 		{Key: HeaderChange, Value: []byte(Removed)},
 	}}
 	if partition >= 0 {
-		m.WriterData = inPartition(partition)
+		m.Pinned, m.Partition = true, partition
 	}
 	return m
 }
 
 // message builds the table record of a device's line.
-func (t *Table) message(key, value []byte, part int, line int64, change string) kafka.Message {
-	return kafka.Message{Key: key, Value: value, Headers: []kafka.Header{
+func (t *Table) message(key, value []byte, part int, line int64, change string) wire.KeyedMessage {
+	return wire.KeyedMessage{Key: key, Value: value, Headers: []wire.Header{
 		{Key: schema.HeaderExport, Value: t.hExport},
 		{Key: schema.HeaderGeneratedTime, Value: t.hGenerated},
 		{Key: schema.HeaderRunID, Value: t.hRunID},
@@ -639,46 +609,16 @@ func (t *Table) message(key, value []byte, part int, line int64, change string) 
 	}}
 }
 
-// write writes msgs in chunks, retrying the failed messages with backoff
-// for up to RetryMaxElapsed. The order of two writes of one key is kept:
-// a chunk is written completely before the next one.
-func (t *Table) write(ctx context.Context, msgs []kafka.Message) error {
+// write writes msgs in chunks. The order of two writes of one key is
+// kept: a chunk is written completely before the next one. The writer
+// retried each chunk already; its failure is final.
+func (t *Table) write(ctx context.Context, msgs []wire.KeyedMessage) error {
 	for len(msgs) > 0 {
 		n := min(len(msgs), writeChunk)
-		if err := t.writeRetry(ctx, msgs[:n]); err != nil {
-			return err
+		if err := t.cfg.Writer.Write(ctx, msgs[:n]); err != nil {
+			return fmt.Errorf("table: writing %d records to %q: %w", n, t.cfg.Topic, err)
 		}
 		msgs = msgs[n:]
 	}
 	return nil
-}
-
-func (t *Table) writeRetry(ctx context.Context, msgs []kafka.Message) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 200 * time.Millisecond
-	bo.MaxInterval = 10 * time.Second
-	bo.MaxElapsedTime = t.cfg.RetryMaxElapsed
-	pending := msgs
-	return backoff.RetryNotify(func() error {
-		err := t.cfg.Writer.WriteMessages(ctx, pending...)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return backoff.Permanent(fmt.Errorf("table: writing to %q: %w", t.cfg.Topic, err))
-		}
-		var werrs kafka.WriteErrors
-		if errors.As(err, &werrs) && len(werrs) == len(pending) {
-			var next []kafka.Message
-			for i, e := range werrs {
-				if e != nil {
-					next = append(next, pending[i])
-				}
-			}
-			pending = next
-		}
-		return fmt.Errorf("table: writing %d records to %q: %w", len(pending), t.cfg.Topic, err)
-	}, backoff.WithContext(bo, ctx), func(err error, wait time.Duration) {
-		t.log.Warn().Err(err).Dur("retry_in", wait).Msg("table write failed; retrying")
-	})
 }
