@@ -56,6 +56,9 @@ type SnapshotConfig struct {
 	// MaxMessageBytes bounds a record: key, value and headers (default
 	// 1,000,000); lines whose record would be larger are rejected.
 	MaxMessageBytes int
+	// MaxMessageBytesSetting names the setting of MaxMessageBytes in the
+	// reason of a line rejected for its size (default "MaxMessageBytes").
+	MaxMessageBytesSetting string
 	// Retryable classifies OpenPart and read errors; nil = none is.
 	Retryable func(error) bool
 	// RetryMaxElapsed bounds the retries of one part's reads and of one
@@ -183,6 +186,9 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, sink wire.Sink) (*Snapsho
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = wire.DefaultMaxMessageBytes
 	}
+	if cfg.MaxMessageBytesSetting == "" {
+		cfg.MaxMessageBytesSetting = "MaxMessageBytes"
+	}
 	if cfg.Retryable == nil {
 		cfg.Retryable = func(error) bool { return false }
 	}
@@ -291,7 +297,7 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 		}
 		return s.abort(ctx, start, err)
 	}
-	s.log.Info().Int("partitions", s.cfg.Partitions).Int("parts", len(s.cfg.Manifest.Parts)).Msg("snapshot-start written")
+	s.log.Info().Int("partitions", s.cfg.Partitions).Int("parts", len(s.cfg.Manifest.Parts)).Msg(s.markerMessage(schema.MarkerStart))
 
 	// The parts, then every record acknowledged.
 	g, gctx := errgroup.WithContext(ctx)
@@ -334,7 +340,7 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	}
 	res := s.result(start)
 	s.log.Info().Int64("records", res.Records).Int64("rejected", res.Rejected).Int("parts", res.Parts).
-		Dur("duration", res.Duration).Msg("snapshot-end written")
+		Dur("duration", res.Duration).Msg(s.markerMessage(schema.MarkerEnd))
 	if s.cfg.Observer != nil {
 		octx, ocancel := graceCtx(ctx, s.cfg.FlushTimeout)
 		err := s.cfg.Observer.Complete(octx)
@@ -359,6 +365,15 @@ func (s *Snapshot) writerConfig(topic string, partitions int, onRefused wire.Ref
 		wc.BatchBytes = s.batchBytes
 	}
 	return wc
+}
+
+// markerMessage is the log message of the markers of kind written to
+// every partition: in a dry run (a Sink that discards) nothing is written.
+func (s *Snapshot) markerMessage(kind schema.MarkerKind) string {
+	if s.sink.WriterDefaults().Discard {
+		return string(kind) + " built and discarded (dry run)"
+	}
+	return string(kind) + " written"
 }
 
 // abort writes snapshot-abort on every partition with cause's reason.

@@ -195,7 +195,7 @@ func TestSnapshotEndToEnd(t *testing.T) {
 	var logs testutil.SyncBuffer
 	s, err := NewSnapshot(SnapshotConfig{
 		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: partitions, DLQPartitions: 1,
-		RunID: "run-1", Workers: 2, MaxMessageBytes: 4096,
+		RunID: "run-1", Workers: 2, MaxMessageBytes: 4096, MaxMessageBytesSetting: "KAFKA_MAX_MESSAGE_BYTES",
 		Logger: zerolog.New(&logs),
 	}, newMemParts(contents), k)
 	if err != nil {

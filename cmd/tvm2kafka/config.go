@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
@@ -345,4 +346,25 @@ func defaultScope(apiURL string) string {
 		return "https://" + h + "/.default"
 	}
 	return public
+}
+
+// runner is the configuration of one run, for runner.Run.
+func (c *config) runner() runner.Config {
+	return runner.Config{
+		Credential:    c.cred,
+		KafkaScope:    c.kafkaScope,
+		APIURL:        c.Azure.APIURL,
+		Export:        c.Azure.Export,
+		SASValidHours: c.Azure.SASValidHours,
+		Kafka:         c.kafka,
+		DryRun:        c.Pipeline.DryRun,
+		Workers:       c.workers,
+		RetryMax:      c.Pipeline.RetryMax,
+		Lease:         c.Runs.Lease,
+		Force:         c.Runs.Force,
+		Names: runner.Names{
+			Brokers: "KAFKA_BROKERS", OAuthScope: "KAFKA_OAUTH_SCOPE", TableTopic: "KAFKA_TABLE_TOPIC",
+			Lease: "TVM2KAFKA_LEASE", Force: "TVM2KAFKA_FORCE", MaxMessageBytes: "KAFKA_MAX_MESSAGE_BYTES",
+		},
+	}
 }

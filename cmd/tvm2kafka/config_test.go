@@ -219,7 +219,9 @@ func TestUnknownFlagGetsAShortErrorAndAHint(t *testing.T) {
 		args  []string
 		wants []string
 	}{
-		{[]string{"run", "--kafka-broker", "k:9092"}, []string{"flag provided but not defined: -kafka-broker", "Did you mean --kafka-brokers?", "tvm2kafka run --help"}},
+		{[]string{"run", "--kafka-broker", "k:9092"}, []string{"flag provided but not defined: --kafka-broker\n", "Did you mean --kafka-brokers?", "tvm2kafka run --help"}},
+		{[]string{"run", "--frob=1"}, []string{"tvm2kafka run: flag provided but not defined: --frob\n"}},
+		{[]string{"serve", "-frob"}, []string{"tvm2kafka serve: flag provided but not defined: -frob\n"}},
 		{[]string{"run", "--no-such-flag-at-all"}, []string{"no-such-flag-at-all", "tvm2kafka run --help"}},
 		{[]string{"run", "extra"}, []string{"unexpected argument \"extra\"", "tvm2kafka run --help"}},
 		{[]string{"demo", "--devics", "5"}, []string{"Did you mean --devices?", "tvm2kafka demo --help"}},

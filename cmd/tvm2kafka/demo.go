@@ -101,7 +101,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	term := newTerminal(stderr)
 	log := newLogger(cfg, term)
 	out := snapshot(ctx, cfg, runEnv{command: "demo", progress: newProgress(term, 10*time.Second)}, log)
-	res, code := out.res, out.code
+	res, code := out.Res, exitCode(out)
 
 	// Read the topic back as a consumer would, with another client.
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
+	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 )
 
 // metrics are the Prometheus metrics of `tvm2kafka serve` (README,
@@ -45,8 +45,8 @@ func newMetrics(interval time.Duration) *metrics {
 		Name: "tvm2kafka_snapshots_total",
 		Help: "Runs by result: complete (snapshot-end written), aborted (snapshot-abort written), failed (before any marker), unchanged (the topic already held this export), skipped (another run was publishing).",
 	}, []string{"result"})
-	for _, r := range []string{resultComplete, resultAborted, resultFailed, resultUnchanged, resultSkipped} {
-		m.snapshots.WithLabelValues(r)
+	for _, r := range runner.Results() {
+		m.snapshots.WithLabelValues(string(r))
 	}
 	m.lastComplete = gauge("tvm2kafka_last_complete_snapshot_timestamp_seconds",
 		"Unix time at which a run last left the topic holding a complete snapshot of the latest export: it wrote snapshot-end, or found the export unchanged. 0 until then.")
@@ -87,25 +87,25 @@ func (m *metrics) exportAnswer(code string) { m.apiRequests.WithLabelValues(code
 func (m *metrics) begin() { m.inProgress.Set(1) }
 
 // observe records how a run ended.
-func (m *metrics) observe(out outcome, now time.Time) {
+func (m *metrics) observe(out runner.Outcome, now time.Time) {
 	m.inProgress.Set(0)
-	m.snapshots.WithLabelValues(out.result).Inc()
-	m.recordsPublished.Add(float64(out.res.Records))
-	m.recordsRejected.Add(float64(out.res.Rejected))
-	switch out.result {
-	case resultComplete:
-		m.duration.Observe(out.duration.Seconds())
+	m.snapshots.WithLabelValues(string(out.Result)).Inc()
+	m.recordsPublished.Add(float64(out.Res.Records))
+	m.recordsRejected.Add(float64(out.Res.Rejected))
+	switch out.Result {
+	case runner.Complete:
+		m.duration.Observe(out.Duration.Seconds())
 		m.lastComplete.Set(float64(now.UnixNano()) / 1e9)
 		m.lastFailed.Set(0)
-	case resultUnchanged:
+	case runner.Unchanged:
 		m.lastComplete.Set(float64(now.UnixNano()) / 1e9)
 		m.lastFailed.Set(0)
-	case resultSkipped:
+	case runner.Skipped:
 		m.lastFailed.Set(0)
 	default:
 		m.lastFailed.Set(1)
 	}
-	if t, ok := parseGeneratedTime(out.topicGeneratedTime); ok {
+	if t, ok := parseGeneratedTime(out.TopicGeneratedTime); ok {
 		m.exportGenerated.Set(float64(t.UnixNano()) / 1e9)
 	}
 }
@@ -120,28 +120,6 @@ func parseGeneratedTime(s string) (time.Time, bool) {
 	return t, err == nil
 }
 
-// answerCounter is the transport of the export API's client: it reports
-// every answer's status code.
-type answerCounter struct {
-	base  http.RoundTripper // nil: http.DefaultTransport
-	count func(code string)
-}
-
-func (a *answerCounter) RoundTrip(r *http.Request) (*http.Response, error) {
-	base := a.base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	resp, err := base.RoundTrip(r)
-	switch {
-	case err == nil:
-		a.count(strconv.Itoa(resp.StatusCode))
-	case r.Context().Err() == nil: // not a cancellation of ours
-		a.count("error")
-	}
-	return resp, err
-}
-
 // readiness is what /readyz answers: ready once the topic holds a
 // complete snapshot of the latest export.
 type readiness struct {
@@ -153,19 +131,19 @@ type readiness struct {
 	lastError string
 }
 
-func (r *readiness) observe(out outcome) {
+func (r *readiness) observe(out runner.Outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.runs++
-	if g := out.manifest.GeneratedTime; g != "" {
+	if g := out.Manifest.GeneratedTime; g != "" {
 		r.latest = g
 	}
-	if out.topicGeneratedTime != "" {
-		r.topic = out.topicGeneratedTime
+	if out.TopicGeneratedTime != "" {
+		r.topic = out.TopicGeneratedTime
 	}
-	r.lastRun, r.lastError = out.result, ""
-	if out.err != nil {
-		r.lastError = out.err.Error()
+	r.lastRun, r.lastError = string(out.Result), ""
+	if out.Err != nil {
+		r.lastError = out.Err.Error()
 	}
 }
 

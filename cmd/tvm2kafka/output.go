@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"strings"
@@ -92,17 +91,14 @@ func (t *terminal) finish() {
 // reach the output either. Console output is coloured only on a terminal
 // (and not with NO_COLOR set).
 func newLogger(cfg *config, out io.Writer) zerolog.Logger {
-	return buildLogger(out, cfg.logFormat, cfg.logLevel, cfg.Pipeline.DryRun, cfg.secretsSeen)
+	return buildLogger(out, cfg.logFormat, cfg.logLevel, cfg.secretsSeen)
 }
 
-func buildLogger(out io.Writer, format string, level zerolog.Level, dryRun bool, secrets []string) zerolog.Logger {
+func buildLogger(out io.Writer, format string, level zerolog.Level, secrets []string) zerolog.Logger {
 	w := redact.NewWriter(out, redact.New(secrets...))
 	if format == "console" {
 		t, ok := out.(*terminal)
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !ok || !t.tty}
-	}
-	if dryRun {
-		w = dryRunMessages{w}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
@@ -124,7 +120,7 @@ func fallbackLogger(raw rawValues, out io.Writer) zerolog.Logger {
 	if err != nil || raw["LOG_LEVEL"] == "" {
 		level = zerolog.InfoLevel
 	}
-	return buildLogger(out, fallbackFormat(raw), level, false, rawSecrets(raw))
+	return buildLogger(out, fallbackFormat(raw), level, rawSecrets(raw))
 }
 
 // rawSecrets are the values of the secret settings of run among raw.
@@ -133,24 +129,4 @@ func rawSecrets(raw rawValues) []string { return secretsOf(settings(), raw) }
 // redactConfigError is err's text without any secret value.
 func redactConfigError(raw rawValues, err error) string {
 	return redact.New(rawSecrets(raw)...).String(err.Error())
-}
-
-// dryRunMessages rewrites the pipeline's log messages that would say
-// something was written to Kafka: in a dry run nothing is.
-type dryRunMessages struct{ w io.Writer }
-
-var dryRunRewrites = [][2][]byte{
-	{[]byte(`"message":"snapshot-start written"`), []byte(`"message":"snapshot-start built and discarded (dry run)"`)},
-	{[]byte(`"message":"snapshot-end written"`), []byte(`"message":"snapshot-end built and discarded (dry run)"`)},
-}
-
-func (d dryRunMessages) Write(p []byte) (int, error) {
-	q := p
-	for _, r := range dryRunRewrites {
-		q = bytes.Replace(q, r[0], r[1], 1)
-	}
-	if _, err := d.w.Write(q); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }

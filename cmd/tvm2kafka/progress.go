@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 )
 
@@ -129,4 +130,9 @@ func (st stats) line() string {
 	// Most important first: a narrow terminal cuts the end.
 	return fmt.Sprintf("%s  ETA %s  parts %d/%d  records %d (%.0f/s)  rejected %d  %.1f MB/s",
 		pct, eta, st.PartsDone, st.PartsTotal, st.Records, st.recordsPerS, st.Rejected, st.mbPerS)
+}
+
+// watch is runner.Env.Watch: it reports the running snapshot w.
+func (p *progress) watch(w runner.Watched, log zerolog.Logger) (stop func()) {
+	return p.start(w, w, log)
 }

@@ -303,7 +303,7 @@ func TestHostsThatDoNotExistFailAtOnce(t *testing.T) {
 			}
 			var out bytes.Buffer
 			start := time.Now()
-			code := snapshot(context.Background(), cfg, env, newLogger(cfg, &out)).code
+			code := exitCode(snapshot(context.Background(), cfg, env, newLogger(cfg, &out)))
 			if code != exitFailed || time.Since(start) > 10*time.Second {
 				t.Fatalf("exit %d after %v:\n%s", code, time.Since(start), out.String())
 			}

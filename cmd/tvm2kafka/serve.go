@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
 
@@ -110,7 +111,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCa
 			break
 		}
 		next := nextRun(out, s.cfg.Runs.Interval, jitter(s.cfg.Runs.Interval))
-		s.log.Info().Time("next_run", next).Str("last_result", out.result).Msg("next snapshot scheduled")
+		s.log.Info().Time("next_run", next).Str("last_result", string(out.Result)).Msg("next snapshot scheduled")
 		t := time.NewTimer(time.Until(next))
 		select {
 		case <-ctx.Done():
@@ -135,11 +136,10 @@ func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCa
 // out started; but a run refused because another run held the lease tries
 // again as soon as that lease expires, if that is sooner — a predecessor
 // killed with SIGKILL must not delay the feed by a whole interval.
-func nextRun(out outcome, interval, jitter time.Duration) time.Time {
-	next := out.started.Add(interval + jitter)
-	var le *leaseError
-	if errors.As(out.err, &le) {
-		if expiry := le.run.LastWrite.Add(le.lease + time.Second); expiry.Before(next) {
+func nextRun(out runner.Outcome, interval, jitter time.Duration) time.Time {
+	next := out.Started.Add(interval + jitter)
+	if le := out.Lease; le != nil {
+		if expiry := le.Expires().Add(time.Second); expiry.Before(next) {
 			next = expiry
 		}
 	}

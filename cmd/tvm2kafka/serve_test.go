@@ -21,85 +21,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
-
-func tailOf(msgs ...wire.TailMessage) *wire.Tail {
-	for i := range msgs {
-		msgs[i].Partition = i
-	}
-	return &wire.Tail{Topic: "t", Partitions: msgs}
-}
-
-func tailMsg(kind schema.MarkerKind, run, gen string, at time.Time) wire.TailMessage {
-	m := wire.TailMessage{Offset: 5, Time: at, Headers: map[string]string{
-		schema.HeaderRunID: run, schema.HeaderExport: schema.ExportInfoGathering, schema.HeaderGeneratedTime: gen,
-	}}
-	if kind != "" {
-		m.Key = []byte(schema.MarkerKey)
-		m.Headers[schema.HeaderMarker] = string(kind)
-	} else {
-		m.Key = []byte("0123456789abcdef0123456789abcdef01234567")
-	}
-	return m
-}
-
-func TestDecide(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	const g1, g2 = "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z"
-	m := schema.Manifest{Export: schema.ExportInfoGathering, GeneratedTime: g2}
-	lease := 15 * time.Minute
-	end := func(gen string) wire.TailMessage {
-		return tailMsg(schema.MarkerEnd, "old", gen, now.Add(-time.Hour))
-	}
-	cases := []struct {
-		name               string
-		tail               *wire.Tail
-		force              bool
-		publish, unchanged bool
-		live               string
-		dead               []string
-	}{
-		{"empty topic", tailOf(wire.TailMessage{Offset: -1}, wire.TailMessage{Offset: -1}), false, true, false, "", nil},
-		{"same export", tailOf(end(g2), end(g2)), false, false, true, "", nil},
-		{"same export forced", tailOf(end(g2), end(g2)), true, true, true, "", nil},
-		{"older export", tailOf(end(g1), end(g1)), false, true, false, "", nil},
-		{"one partition empty", tailOf(end(g2), wire.TailMessage{Offset: -1}), false, true, false, "", nil},
-		{"after an abort", tailOf(tailMsg(schema.MarkerAbort, "x", g2, now), end(g2)), false, true, false, "", nil},
-		{"live run", tailOf(end(g1), tailMsg(schema.MarkerStart, "busy", g2, now.Add(-time.Minute))), false, false, false, "busy", nil},
-		{"live run forced", tailOf(end(g1), tailMsg("", "busy", g2, now.Add(-time.Minute))), true, true, false, "busy", nil},
-		{"dead run", tailOf(end(g1), tailMsg("", "gone", g2, now.Add(-16*time.Minute))), false, true, false, "", []string{"gone"}},
-		{"live beside dead", tailOf(tailMsg("", "gone", g2, now.Add(-time.Hour)), tailMsg(schema.MarkerStart, "busy", g2, now.Add(-14*time.Minute))), false, false, false, "busy", []string{"gone"}},
-		{"clock ahead", tailOf(tailMsg("", "future", g2, now.Add(time.Minute))), false, false, false, "future", nil},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			v := decide(c.tail, m, now, lease, c.force)
-			live := ""
-			if v.live != nil {
-				live = v.live.RunID
-			}
-			var dead []string
-			for _, d := range v.dead {
-				dead = append(dead, d.RunID)
-			}
-			if v.publish != c.publish || v.unchanged != c.unchanged || live != c.live || !slices.Equal(dead, c.dead) {
-				t.Fatalf("verdict publish %v unchanged %v live %q dead %v; want %v %v %q %v", v.publish, v.unchanged, live, dead, c.publish, c.unchanged, c.live, c.dead)
-			}
-		})
-	}
-}
-
-func TestLeaseErrorNamesTheRun(t *testing.T) {
-	err := &leaseError{run: wire.UnfinishedRun{RunID: "5b0e-run"}, topic: "mde.infogathering", age: 90 * time.Second, lease: 15 * time.Minute}
-	for _, want := range []string{"5b0e-run", "mde.infogathering", "1m30s", "TVM2KAFKA_LEASE", "TVM2KAFKA_FORCE"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("%q lacks %q", err.Error(), want)
-		}
-	}
-}
 
 func TestAutoWorkers(t *testing.T) {
 	const mi = 1 << 20
@@ -257,8 +183,8 @@ func TestMetricNames(t *testing.T) {
 	ready := &readiness{}
 	srv := httptest.NewServer(m.handler(ready, nil))
 	defer srv.Close()
-	m.observe(outcome{result: resultComplete, res: producer.Result{Records: 7, Rejected: 1}, duration: 3 * time.Second,
-		manifest: schema.Manifest{GeneratedTime: "2026-03-01T10:00:00.1234567Z"}, topicGeneratedTime: "2026-03-01T10:00:00.1234567Z"}, time.Unix(1_800_000_000, 0))
+	m.observe(runner.Outcome{Result: runner.Complete, Res: producer.Result{Records: 7, Rejected: 1}, Duration: 3 * time.Second,
+		Manifest: schema.Manifest{GeneratedTime: "2026-03-01T10:00:00.1234567Z"}, TopicGeneratedTime: "2026-03-01T10:00:00.1234567Z"}, time.Unix(1_800_000_000, 0))
 	m.exportAnswer("200")
 
 	resp, err := http.Get(srv.URL + "/metrics")
@@ -323,14 +249,14 @@ func TestMetricNames(t *testing.T) {
 func TestMetricsFollowOutcomes(t *testing.T) {
 	m := newMetrics(time.Hour)
 	now := time.Unix(1_800_000_000, 0)
-	m.observe(outcome{result: resultAborted, err: errors.New("x")}, now)
+	m.observe(runner.Outcome{Result: runner.Aborted, Err: errors.New("x")}, now)
 	if v := gaugeValue(t, m, "tvm2kafka_last_snapshot_failed"); v != 1 {
 		t.Fatalf("last_snapshot_failed %v after an abort", v)
 	}
 	if v := gaugeValue(t, m, "tvm2kafka_last_complete_snapshot_timestamp_seconds"); v != 0 {
 		t.Fatalf("last complete %v after an abort", v)
 	}
-	m.observe(outcome{result: resultUnchanged, topicGeneratedTime: "2026-03-01T10:00:00Z"}, now)
+	m.observe(runner.Outcome{Result: runner.Unchanged, TopicGeneratedTime: "2026-03-01T10:00:00Z"}, now)
 	if v := gaugeValue(t, m, "tvm2kafka_last_snapshot_failed"); v != 0 {
 		t.Fatalf("last_snapshot_failed %v after an unchanged run", v)
 	}
@@ -364,15 +290,15 @@ func TestReadiness(t *testing.T) {
 		}
 	}
 	check(false, "in progress")
-	r.observe(outcome{result: resultFailed, err: errors.New("Defender API denied access")})
+	r.observe(runner.Outcome{Result: runner.Failed, Err: errors.New("Defender API denied access")})
 	check(false, "Defender API denied access")
-	r.observe(outcome{result: resultComplete, manifest: schema.Manifest{GeneratedTime: "G1"}, topicGeneratedTime: "G1"})
+	r.observe(runner.Outcome{Result: runner.Complete, Manifest: schema.Manifest{GeneratedTime: "G1"}, TopicGeneratedTime: "G1"})
 	check(true, "G1")
-	r.observe(outcome{result: resultFailed, err: errors.New("export API down")}) // no manifest: nothing new known
+	r.observe(runner.Outcome{Result: runner.Failed, Err: errors.New("export API down")}) // no Manifest: nothing new known
 	check(true, "G1")
-	r.observe(outcome{result: resultAborted, err: errors.New("blob gone"), manifest: schema.Manifest{GeneratedTime: "G2"}, topicGeneratedTime: "G1"})
+	r.observe(runner.Outcome{Result: runner.Aborted, Err: errors.New("blob gone"), Manifest: schema.Manifest{GeneratedTime: "G2"}, TopicGeneratedTime: "G1"})
 	check(false, "G2")
-	r.observe(outcome{result: resultUnchanged, manifest: schema.Manifest{GeneratedTime: "G2"}, topicGeneratedTime: "G2"})
+	r.observe(runner.Outcome{Result: runner.Unchanged, Manifest: schema.Manifest{GeneratedTime: "G2"}, TopicGeneratedTime: "G2"})
 	check(true, "G2")
 }
 
@@ -381,7 +307,7 @@ func TestReadyzAnswers503WithReason(t *testing.T) {
 	r := &readiness{}
 	srv := httptest.NewServer(m.handler(r, []string{"hunter2-secret"}))
 	defer srv.Close()
-	r.observe(outcome{result: resultFailed, err: errors.New("failed with hunter2-secret")})
+	r.observe(runner.Outcome{Result: runner.Failed, Err: errors.New("failed with hunter2-secret")})
 	resp, err := http.Get(srv.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -413,30 +339,6 @@ func TestJitter(t *testing.T) {
 	}
 }
 
-func TestAnswerCounter(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/busy" {
-			w.WriteHeader(http.StatusTooManyRequests)
-		}
-	}))
-	defer srv.Close()
-	var codes []string
-	c := &http.Client{Transport: &answerCounter{count: func(code string) { codes = append(codes, code) }}}
-	for _, p := range []string{"/", "/busy"} {
-		resp, err := c.Get(srv.URL + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	if _, err := c.Get("http://127.0.0.1:1/"); err == nil {
-		t.Fatal("no error from a closed port")
-	}
-	if !slices.Equal(codes, []string{"200", "429", "error"}) {
-		t.Fatalf("codes %v", codes)
-	}
-}
-
 func TestApplyMemoryLimit(t *testing.T) {
 	prev := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(prev)
@@ -458,19 +360,19 @@ func TestApplyMemoryLimit(t *testing.T) {
 
 func TestNextRun(t *testing.T) {
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	if got := nextRun(outcome{started: start, result: resultComplete}, time.Hour, time.Minute); !got.Equal(start.Add(61 * time.Minute)) {
+	if got := nextRun(runner.Outcome{Started: start, Result: runner.Complete}, time.Hour, time.Minute); !got.Equal(start.Add(61 * time.Minute)) {
 		t.Fatalf("after a complete run: %v", got)
 	}
-	if got := nextRun(outcome{started: start, result: resultFailed, err: errors.New("x")}, time.Hour, 0); !got.Equal(start.Add(time.Hour)) {
+	if got := nextRun(runner.Outcome{Started: start, Result: runner.Failed, Err: errors.New("x")}, time.Hour, 0); !got.Equal(start.Add(time.Hour)) {
 		t.Fatalf("after a failed run: %v", got)
 	}
 	// Refused by a lease that expires in 10 minutes: retried then.
-	lease := &leaseError{run: wire.UnfinishedRun{RunID: "r", LastWrite: start.Add(-5 * time.Minute)}, lease: 15 * time.Minute}
-	if got := nextRun(outcome{started: start, result: resultSkipped, err: lease}, time.Hour, 0); !got.Equal(start.Add(10*time.Minute + time.Second)) {
+	lease := &runner.LeaseError{Run: wire.UnfinishedRun{RunID: "r", LastWrite: start.Add(-5 * time.Minute)}, Lease: 15 * time.Minute}
+	if got := nextRun(runner.Outcome{Started: start, Result: runner.Skipped, Err: lease, Lease: lease}, time.Hour, 0); !got.Equal(start.Add(10*time.Minute + time.Second)) {
 		t.Fatalf("after a lease refusal: %v", got)
 	}
 	// ... but never later than the interval.
-	if got := nextRun(outcome{started: start, result: resultSkipped, err: lease}, 5*time.Minute, 0); !got.Equal(start.Add(5 * time.Minute)) {
+	if got := nextRun(runner.Outcome{Started: start, Result: runner.Skipped, Err: lease, Lease: lease}, 5*time.Minute, 0); !got.Equal(start.Add(5 * time.Minute)) {
 		t.Fatalf("short interval after a lease refusal: %v", got)
 	}
 }

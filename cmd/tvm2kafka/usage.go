@@ -19,11 +19,15 @@ func parseFlags(fs *flag.FlagSet, args []string, usage func(io.Writer), stdout, 
 		usage(stdout)
 		return exitOK, true
 	case err != nil:
-		fmt.Fprintf(stderr, "tvm2kafka %s: %v\n", fs.Name(), err)
-		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		name, unknown := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+		if unknown {
+			// The flag package names it with one dash whatever was typed.
+			fmt.Fprintf(stderr, "tvm2kafka %s: flag provided but not defined: %s\n", fs.Name(), asTyped(args, name))
 			if s := closestFlag(fs, strings.TrimLeft(name, "-")); s != "" {
 				fmt.Fprintf(stderr, "Did you mean --%s?\n", s)
 			}
+		} else {
+			fmt.Fprintf(stderr, "tvm2kafka %s: %v\n", fs.Name(), err)
 		}
 	case fs.NArg() > 0:
 		fmt.Fprintf(stderr, "tvm2kafka %s: unexpected argument %q (flags only)\n", fs.Name(), fs.Arg(0))
@@ -32,6 +36,21 @@ func parseFlags(fs *flag.FlagSet, args []string, usage func(io.Writer), stdout, 
 	}
 	fmt.Fprintf(stderr, "Run 'tvm2kafka %s --help' for every flag.\n", fs.Name())
 	return exitUsage, true
+}
+
+// asTyped is the unknown flag name as it stands in args: with the dashes
+// the user typed (--frob, -frob), without its value.
+func asTyped(args []string, name string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		flagName, _, _ := strings.Cut(a, "=")
+		if strings.HasPrefix(flagName, "-") && strings.TrimLeft(flagName, "-") == name {
+			return flagName
+		}
+	}
+	return "-" + name
 }
 
 // closestFlag returns the defined flag nearest to name in edit distance,

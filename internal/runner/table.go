@@ -1,9 +1,8 @@
-package main
+package runner
 
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -27,31 +26,31 @@ type tableTopic struct {
 	cancel  context.CancelFunc
 }
 
-// openTable makes sure the table topic exists and is compacted. A topic
-// that is not is a configuration error: exit status 2, before any export
-// API call.
-func openTable(ctx context.Context, cfg *config, k *wire.Kafka, log zerolog.Logger) (*tableTopic, int, error) {
-	topic := cfg.kafka.TableTopic
-	n, created, err := k.EnsureCompacted(ctx, topic, cfg.kafka.TopicPartitions, cfg.kafka.TopicReplicationFactor, "KAFKA_TABLE_TOPIC")
+// openTable makes sure the table topic exists and is compacted, before
+// any export API call. A topic that is not compacted is a
+// *wire.PolicyError: a configuration error.
+func openTable(ctx context.Context, cfg Config, k *wire.Kafka, log zerolog.Logger) (*tableTopic, error) {
+	topic := cfg.Kafka.TableTopic
+	n, created, err := k.EnsureCompacted(ctx, topic, cfg.Kafka.TopicPartitions, cfg.Kafka.TopicReplicationFactor, cfg.Names.TableTopic)
 	if err != nil {
 		var ce *wire.PolicyError
 		if errors.As(err, &ce) {
 			log.Error().Err(err).Msg("configuration error: nothing was published")
-			return nil, exitUsage, err
+			return nil, err
 		}
 		log.Error().Err(err).Str("table_topic", topic).Msg("kafka: cannot use the table topic; nothing was published")
-		return nil, exitFailed, err
+		return nil, err
 	}
 	w := k.NewKeyedWriter(topic, n)
 	log.Info().Str("table_topic", topic).Int("partitions", n).Bool("created", created).Msg("table topic ready")
-	return &tableTopic{k: k, topic: topic, writer: w}, exitOK, nil
+	return &tableTopic{k: k, topic: topic, writer: w}, nil
 }
 
 // startLoad starts reading the table back for the run that is about to
 // publish manifest, while the run checks the records topic's tail (which
 // waits on the brokers; the read-back keeps the CPU busy). Exactly one of
 // loaded or cancelLoad must follow.
-func (tt *tableTopic) startLoad(ctx context.Context, manifest schema.Manifest, runID string, retryMax time.Duration, log zerolog.Logger) {
+func (tt *tableTopic) startLoad(ctx context.Context, manifest schema.Manifest, runID string, log zerolog.Logger) {
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	tt.loading, tt.cancel = done, cancel
