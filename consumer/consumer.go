@@ -276,8 +276,7 @@ func NewReader(cfg Config) (*Reader, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	wc := wire.DefaultConfig()
-	wc.Brokers, wc.Topic, wc.WriteTimeout = cfg.Brokers, cfg.Topic, cfg.Timeout
+	wc := wire.Config{Brokers: cfg.Brokers, Topic: cfg.Topic, WriteTimeout: cfg.Timeout}
 	wc.TLS, wc.TLSConfig = cfg.TLS != nil, cfg.TLS
 	wc.SASLMechanism, wc.SASLUsername, wc.SASLPassword = cfg.SASL.Mechanism, cfg.SASL.Username, cfg.SASL.Password
 	if cfg.SASL.Token != nil {

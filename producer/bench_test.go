@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
@@ -14,7 +15,7 @@ import (
 func newBenchPart(tb testing.TB) *partRun {
 	tb.Helper()
 	m := newManifest(tb, 1)
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: 12, RunID: "0d8d8e0e-3c43-4d43-9f5e-2f1b1c1d1e1f"},
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute, Manifest: m, Topic: "records", Partitions: 12, RunID: "0d8d8e0e-3c43-4d43-9f5e-2f1b1c1d1e1f"},
 		newMemParts(nil), wire.Discard())
 	if err != nil {
 		tb.Fatal(err)
@@ -96,7 +97,7 @@ func BenchmarkPipelineDiscard(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: 6, RunID: "r", Workers: 2}, src, wire.Discard())
+		s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute, Manifest: m, Topic: "records", Partitions: 6, RunID: "r", Workers: 2}, src, wire.Discard())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -82,7 +82,7 @@ func runFaulty(t *testing.T, c *kfake.Cluster, k *wire.Kafka, f *faultClient, lo
 	const partitions = 3
 	m := newManifest(t, 3)
 	contents, exp := newPartsOf(3, 400)
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000,
 		Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-faulty",
 		RetryMaxElapsed: 30 * time.Second, Logger: zerolog.New(logs),
 	}, newMemParts(contents), f)
@@ -245,7 +245,7 @@ func TestBrokerRefusesRecordAsTooLarge(t *testing.T) {
 		pb.record(i)
 	}
 	var logs testutil.SyncBuffer
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: partitions, DLQPartitions: 1, RunID: "run-big",
 		Logger: zerolog.New(&logs),
 	}, newMemParts(map[int]string{0: pb.b.String()}), k)
@@ -300,7 +300,7 @@ func TestRecordSizeBoundsKeyValueAndHeaders(t *testing.T) {
 	exp.records[lineKey{0, 1}] = line(1, fits)
 	exp.rejected[lineKey{0, 2}] = ""
 	content := line(1, fits) + "\n" + line(2, fits+1) + "\n"
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: 1, RunID: "r", MaxMessageBytes: limit},
+	s, err := NewSnapshot(SnapshotConfig{RetryMaxElapsed: 2 * time.Minute, Manifest: m, Topic: "records", Partitions: 1, RunID: "r", MaxMessageBytes: limit},
 		newMemParts(map[int]string{0: content}), k)
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestRetriesExhaustedAborts(t *testing.T) {
 		return nil, nil
 	}}
 	m := newManifest(t, 1)
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000,
 		Manifest: m, Topic: "records", Partitions: 2, RunID: "r", RetryMaxElapsed: 50 * time.Millisecond,
 	}, newMemParts(map[int]string{0: recordLine(0, 0) + "\n"}), f)
 	if err != nil {
@@ -348,7 +348,7 @@ func TestStartMarkersUnwritable(t *testing.T) {
 		return errors.New("dial tcp 127.0.0.1:9092: connection refused"), nil
 	}}
 	m := newManifest(t, 1)
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: 2, RunID: "r", RetryMaxElapsed: 30 * time.Millisecond},
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, Manifest: m, Topic: "records", Partitions: 2, RunID: "r", RetryMaxElapsed: 30 * time.Millisecond},
 		newMemParts(nil), f)
 	if err != nil {
 		t.Fatal(err)

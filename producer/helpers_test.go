@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire/wiretest"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -67,11 +67,7 @@ func (m *memParts) OpenPart(_ context.Context, p schema.Part) (io.ReadCloser, er
 // newTestKafka connects the real kafka-go writer to c.
 func newTestKafka(t testing.TB, c *kfake.Cluster, mod func(*wire.Config)) *wire.Kafka {
 	t.Helper()
-	cfg := wire.DefaultConfig()
-	cfg.Brokers = c.ListenAddrs()
-	cfg.Topic = "records"
-	cfg.DialTimeout = 5 * time.Second
-	cfg.WriteTimeout = 10 * time.Second
+	cfg := wiretest.Config(c.ListenAddrs())
 	if mod != nil {
 		mod(&cfg)
 	}

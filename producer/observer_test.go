@@ -85,7 +85,7 @@ func TestObserverSeesEveryPublishedRecordOnceThenCompletion(t *testing.T) {
 			}
 		}
 	}
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: partitions, DLQPartitions: partitions, RunID: "run-obs",
 		Workers: 2, Logger: zerolog.Nop(), Observer: obs,
 	}, newMemParts(contents), k)
@@ -120,7 +120,7 @@ func TestObserverRecordErrorAbortsTheRun(t *testing.T) {
 		pb.record(i)
 	}
 	obs := &recordingObserver{records: map[lineKey]string{}, failAt: 70}
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-obs-fail", Logger: zerolog.Nop(), Observer: obs,
 	}, newMemParts(map[int]string{0: pb.b.String()}), k)
 	if err != nil {
@@ -149,7 +149,7 @@ func TestObserverCompleteErrorLeavesTheSnapshotComplete(t *testing.T) {
 	}
 	failure := errors.New("table topic unavailable")
 	obs := &recordingObserver{records: map[lineKey]string{}, failDone: failure}
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-obs-done", Logger: zerolog.Nop(), Observer: obs,
 	}, newMemParts(map[int]string{0: pb.b.String()}), k)
 	if err != nil {

@@ -151,7 +151,7 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 	s := pr.s
 	pr.lineBytes += ln.Length
 	if ln.TooLong {
-		return pr.reject(ctx, ln.Number, nil, fmt.Sprintf("line of %d bytes exceeds %s (%d)", ln.Length, s.cfg.MaxMessageBytesSetting, s.cfg.MaxMessageBytes))
+		return pr.reject(ctx, ln.Number, nil, fmt.Sprintf("line of %d bytes exceeds %s (%d)", ln.Length, s.cfg.Names.Of("producer.MaxMessageBytes"), s.cfg.MaxMessageBytes))
 	}
 	key, err := schema.DeviceID(ln.Bytes)
 	if err != nil {
@@ -169,7 +169,7 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 		{Key: schema.HeaderContentType, Value: s.hContentType},
 	}
 	if size := wire.RecordBytes(key, ln.Bytes, hdrs[:]); size > s.cfg.MaxMessageBytes {
-		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds %s (%d)", size, s.cfg.MaxMessageBytesSetting, s.cfg.MaxMessageBytes))
+		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds %s (%d)", size, s.cfg.Names.Of("producer.MaxMessageBytes"), s.cfg.MaxMessageBytes))
 	}
 	p := schema.Partition(key, s.cfg.Partitions)
 	if err := s.main.Add(ctx, p, wire.KindRecord, wire.Position{Part: int32(pr.part.Index), Line: ln.Number}, key, ln.Bytes, false, hdrs[:]); err != nil {

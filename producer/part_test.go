@@ -37,7 +37,7 @@ func TestSnapshotPartGivesUpWithoutProgress(t *testing.T) {
 		return io.NopCloser(&failingReader{strings.NewReader(content[:cut]), errTransient}), nil
 	})
 	var logs testutil.SyncBuffer
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000,
 		Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-giveup", RetryMaxElapsed: 50 * time.Millisecond,
 		Retryable: func(err error) bool { return errors.Is(err, errTransient) }, Logger: zerolog.New(&logs),
 	}, parts, k)

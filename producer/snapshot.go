@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	redaction "github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
@@ -53,16 +54,16 @@ type SnapshotConfig struct {
 	RunID string
 	// Workers is the number of parts processed at once (default: CPUs).
 	Workers int
-	// MaxMessageBytes bounds a record: key, value and headers (default
-	// 1,000,000); lines whose record would be larger are rejected.
+	// MaxMessageBytes bounds a record: key, value and headers; lines whose
+	// record would be larger are rejected.
 	MaxMessageBytes int
-	// MaxMessageBytesSetting names the setting of MaxMessageBytes in the
-	// reason of a line rejected for its size (default "MaxMessageBytes").
-	MaxMessageBytesSetting string
+	// Names names the settings behind the fields ("producer.MaxMessageBytes")
+	// in the reason of a rejected line; nil names the fields.
+	Names names.Func
 	// Retryable classifies OpenPart and read errors; nil = none is.
 	Retryable func(error) bool
 	// RetryMaxElapsed bounds the retries of one part's reads and of one
-	// batch's produce requests, counted from the last progress (default 2m).
+	// batch's produce requests, counted from the last progress.
 	RetryMaxElapsed time.Duration
 	// FlushTimeout is how long, after a failure or cancellation, the
 	// produce requests in flight and the abort markers may take (default
@@ -177,24 +178,21 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, sink wire.Sink) (*Snapsho
 		return nil, fmt.Errorf("producer: topic %q has %d partitions", cfg.Topic, cfg.Partitions)
 	case cfg.RunID == "":
 		return nil, errors.New("producer: no run id")
+	case cfg.MaxMessageBytes < 1:
+		return nil, fmt.Errorf("producer: MaxMessageBytes %d: must be positive", cfg.MaxMessageBytes)
+	case cfg.RetryMaxElapsed <= 0:
+		return nil, fmt.Errorf("producer: RetryMaxElapsed %s: must be positive", cfg.RetryMaxElapsed)
 	case cfg.DLQTopic != "" && cfg.DLQPartitions < 1:
 		return nil, fmt.Errorf("producer: DLQ topic %q has %d partitions", cfg.DLQTopic, cfg.DLQPartitions)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.NumCPU()
 	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = wire.DefaultMaxMessageBytes
-	}
-	if cfg.MaxMessageBytesSetting == "" {
-		cfg.MaxMessageBytesSetting = "MaxMessageBytes"
-	}
+
 	if cfg.Retryable == nil {
 		cfg.Retryable = func(error) bool { return false }
 	}
-	if cfg.RetryMaxElapsed <= 0 {
-		cfg.RetryMaxElapsed = wire.DefaultRetryMaxElapsed
-	}
+
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = DefaultFlushTimeout
 	}

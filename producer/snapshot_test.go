@@ -193,9 +193,9 @@ func TestSnapshotEndToEnd(t *testing.T) {
 	}
 
 	var logs testutil.SyncBuffer
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", DLQTopic: "dlq", Partitions: partitions, DLQPartitions: 1,
-		RunID: "run-1", Workers: 2, MaxMessageBytes: 4096, MaxMessageBytesSetting: "KAFKA_MAX_MESSAGE_BYTES",
+		RunID: "run-1", Workers: 2, MaxMessageBytes: 4096, Names: func(string) string { return "KAFKA_MAX_MESSAGE_BYTES" },
 		Logger: zerolog.New(&logs),
 	}, newMemParts(contents), k)
 	if err != nil {
@@ -335,7 +335,7 @@ func TestSnapshotResumeAfterRetryableFailure(t *testing.T) {
 		}
 		return io.NopCloser(strings.NewReader(d)), nil
 	})
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-resume", Workers: 2,
 		Retryable: func(err error) bool { return errors.Is(err, errTransient) },
 	}, parts, k)
@@ -394,7 +394,7 @@ func TestSnapshotNonRetryableFailureAborts(t *testing.T) {
 		}
 		return io.NopCloser(strings.NewReader(good)), nil
 	})
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-fail", Workers: 1,
 		Retryable: func(err error) bool { return errors.Is(err, errTransient) }, Logger: zerolog.New(&logs),
 	}, parts, k)
@@ -457,7 +457,7 @@ func TestSnapshotCancelWritesAbortMarkers(t *testing.T) {
 		<-octx.Done() // part 1 never delivers
 		return nil, octx.Err()
 	})
-	s, err := NewSnapshot(SnapshotConfig{
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute,
 		Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-cancel", Workers: 2,
 	}, parts, k)
 	if err != nil {
@@ -494,7 +494,7 @@ func TestSnapshotCancelWritesAbortMarkers(t *testing.T) {
 
 func TestNewSnapshotRejectsBadConfig(t *testing.T) {
 	m := newManifest(t, 1)
-	ok := SnapshotConfig{Manifest: m, Topic: "t", Partitions: 1, RunID: "r"}
+	ok := SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute, Manifest: m, Topic: "t", Partitions: 1, RunID: "r"}
 	for name, mod := range map[string]func(*SnapshotConfig){
 		"no parts":      func(c *SnapshotConfig) { c.Manifest.Parts = nil },
 		"no topic":      func(c *SnapshotConfig) { c.Topic = "" },
@@ -516,7 +516,7 @@ func TestNewSnapshotRejectsBadConfig(t *testing.T) {
 func TestSnapshotDryRunDiscard(t *testing.T) {
 	m := newManifest(t, 2)
 	contents := map[int]string{0: recordLine(0, 1) + "\n" + recordLine(0, 2) + "\n", 1: recordLine(1, 1) + "\n[]\n"}
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "t", Partitions: 3, RunID: "r"}, newMemParts(contents), wire.Discard())
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute, Manifest: m, Topic: "t", Partitions: 3, RunID: "r"}, newMemParts(contents), wire.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

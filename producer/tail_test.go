@@ -24,7 +24,7 @@ func TestTailAfterASnapshotIsUnchanged(t *testing.T) {
 		}
 		contents[pi] = s
 	}
-	s, err := NewSnapshot(SnapshotConfig{Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-1", Workers: 2, Logger: zerolog.Nop()},
+	s, err := NewSnapshot(SnapshotConfig{MaxMessageBytes: 1_000_000, RetryMaxElapsed: 2 * time.Minute, Manifest: m, Topic: "records", Partitions: partitions, RunID: "run-1", Workers: 2, Logger: zerolog.Nop()},
 		newMemParts(contents), k)
 	if err != nil {
 		t.Fatal(err)

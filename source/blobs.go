@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
@@ -111,6 +112,9 @@ type BlobConfig struct {
 	// Clock nil = RealClock().
 	Clock  Clock
 	Logger zerolog.Logger
+	// Names names the settings behind the fields in errors; nil names
+	// the fields.
+	Names names.Func
 }
 
 // Blobs opens part files.
@@ -206,7 +210,7 @@ func (b *Blobs) refresh(ctx context.Context, path string, gen int) error {
 		if b.refreshes >= b.cfg.MaxRefreshes {
 			b.mu.Unlock()
 			return nil, &BlobError{Path: path, Status: http.StatusForbidden, Code: "AuthenticationFailed",
-				Err: fmt.Errorf("%w: storage still rejects the SAS URLs after %d refreshes of the export's URLs in this run; giving up to spare the export API's hourly budget (check the clock of this machine and MDE_SAS_VALID_HOURS)", ErrSASRefreshLimit, b.refreshes)}
+				Err: fmt.Errorf("%w: storage still rejects the SAS URLs after %d refreshes of the export's URLs in this run; giving up to spare the export API's hourly budget (check the clock of this machine and %s)", ErrSASRefreshLimit, b.refreshes, b.cfg.Names.Of("source.SASValidHours"))}
 		}
 		b.refreshes++
 		n := b.refreshes

@@ -53,7 +53,7 @@ func TestSASRefreshesAreBoundedPerRun(t *testing.T) {
 	r, m := newBlobRig(t, 3, nil)
 	log, buf := testLogger()
 	r.logs = buf
-	b := source.NewBlobs(source.BlobConfig{
+	b := source.NewBlobs(source.BlobConfig{Names: testNames,
 		Clock: r.clock, Logger: log, GeneratedTime: "2026-03-01T10:01:00Z",
 		Refresh: func(context.Context) (schema.Manifest, error) {
 			r.refreshes.Add(1)

@@ -74,7 +74,7 @@ func (r *blobRig) manifest(t *testing.T) schema.Manifest {
 func (r *blobRig) blobs(t *testing.T) *source.Blobs {
 	log, buf := testLogger()
 	r.logs = buf
-	return source.NewBlobs(source.BlobConfig{
+	return source.NewBlobs(source.BlobConfig{Names: testNames,
 		Clock:  r.clock,
 		Logger: log,
 		Refresh: func(ctx context.Context) (schema.Manifest, error) {
@@ -315,7 +315,7 @@ func TestConcurrentExpiryCausesOneRefresh(t *testing.T) {
 
 func TestRefreshWithChangedSnapshotFails(t *testing.T) {
 	r, m := newBlobRig(t, 1, nil)
-	b := source.NewBlobs(source.BlobConfig{
+	b := source.NewBlobs(source.BlobConfig{Names: testNames,
 		Clock: r.clock, GeneratedTime: "2026-03-01T10:01:00Z",
 		Refresh: func(context.Context) (schema.Manifest, error) {
 			m2 := r.manifest(t)
@@ -335,7 +335,7 @@ func TestRefreshWithChangedSnapshotFails(t *testing.T) {
 func TestExpiredWithoutRefresh(t *testing.T) {
 	r, m := newBlobRig(t, 1, nil)
 	r.proxy.Inject(blobName(0), fakes.Fault{Expired: true})
-	b := source.NewBlobs(source.BlobConfig{Clock: r.clock})
+	b := source.NewBlobs(source.BlobConfig{Names: testNames, Clock: r.clock})
 	r.logs = &testutil.SyncBuffer{}
 	_, err := r.read(t, b, m.Parts[0])
 	var be *source.BlobError

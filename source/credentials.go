@@ -19,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 )
 
@@ -64,13 +65,16 @@ type CredentialConfig struct {
 	// AuthorityHost: "" = public cloud (login.microsoftonline.com), e.g.
 	// https://login.microsoftonline.us for GCC High / DoD.
 	AuthorityHost string
-	// AccessToken (MDE_ACCESS_TOKEN) is a static bearer token; Entra ID is skipped.
+	// AccessToken is a static bearer token; Entra ID is skipped.
 	AccessToken string
-	// Scope (MDE_TOKEN_SCOPE); "" = DefaultTokenScope.
+	// Scope of the Defender API's tokens; "" = DefaultTokenScope.
 	Scope string
 	// HTTPClient is azidentity's transport; nil = azcore's default
 	// transport, which honours HTTPS_PROXY / NO_PROXY.
 	HTTPClient *http.Client
+	// Names names the settings behind the fields ("source.TenantID", …)
+	// in errors; nil names the fields.
+	Names names.Func
 }
 
 // AuthError is a failure to obtain a token. Its message names the
@@ -93,16 +97,18 @@ func (e *AuthError) Unwrap() error { return e.Err }
 // credentialNeeds names, per kind, the settings that must be set, with
 // the field holding each.
 func credentialNeeds(cfg CredentialConfig) []struct{ env, val string } {
-	app := []struct{ env, val string }{{"AZURE_TENANT_ID", cfg.TenantID}, {"AZURE_CLIENT_ID", cfg.ClientID}}
+	n := cfg.Names.Of
+	type need = struct{ env, val string }
+	app := []need{{n("source.TenantID"), cfg.TenantID}, {n("source.ClientID"), cfg.ClientID}}
 	switch cfg.Kind {
 	case KindAccessToken:
-		return []struct{ env, val string }{{"MDE_ACCESS_TOKEN", cfg.AccessToken}}
+		return []need{{n("source.AccessToken"), cfg.AccessToken}}
 	case KindClientSecret:
-		return append(app, struct{ env, val string }{"AZURE_CLIENT_SECRET", cfg.ClientSecret})
+		return append(app, need{n("source.ClientSecret"), cfg.ClientSecret})
 	case KindCertificate:
-		return append(app, struct{ env, val string }{"AZURE_CLIENT_CERTIFICATE_PATH", cfg.CertificatePath})
+		return append(app, need{n("source.CertificatePath"), cfg.CertificatePath})
 	case KindWorkloadIdentity:
-		return append(app, struct{ env, val string }{"AZURE_FEDERATED_TOKEN_FILE", cfg.FederatedTokenFile})
+		return append(app, need{n("source.FederatedTokenFile"), cfg.FederatedTokenFile})
 	}
 	return nil
 }
@@ -121,9 +127,9 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind CredentialKind, 
 		return nil, "", fmt.Errorf("credential: unknown kind %q", kind)
 	}
 	var missing []string
-	for _, n := range credentialNeeds(cfg) {
-		if n.val == "" {
-			missing = append(missing, n.env)
+	for _, need := range credentialNeeds(cfg) {
+		if need.val == "" {
+			missing = append(missing, need.env)
 		}
 	}
 	if len(missing) > 0 {
@@ -134,14 +140,13 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind CredentialKind, 
 		scope = DefaultTokenScope
 	}
 	if kind == KindAccessToken {
-		tok := cfg.AccessToken
-		return TokenSourceFunc(func(context.Context) (string, error) { return tok, nil }), kind, nil
+		return staticToken{token: cfg.AccessToken, name: cfg.Names.Of("source.AccessToken")}, kind, nil
 	}
 	opts := azcore.ClientOptions{Cloud: cloud.AzurePublic}
 	if cfg.AuthorityHost != "" {
 		host := cfg.AuthorityHost
 		if !strings.HasPrefix(host, "https://") {
-			return nil, "", fmt.Errorf("AZURE_AUTHORITY_HOST %q: must be an https:// URL", host)
+			return nil, "", fmt.Errorf("%s %q: must be an https:// URL", cfg.Names.Of("source.AuthorityHost"), host)
 		}
 		if !strings.HasSuffix(host, "/") {
 			host += "/"
@@ -173,14 +178,14 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind CredentialKind, 
 		cred, err = azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, cfg.ClientSecret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts})
 	case KindCertificate:
-		certs, key, cerr := loadCertificate(cfg.CertificatePath, cfg.CertificatePassword)
+		certs, key, cerr := loadCertificate(cfg.CertificatePath, cfg.CertificatePassword, cfg.Names)
 		if cerr != nil {
 			return nil, "", cerr
 		}
 		cred, err = azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts})
 		if err != nil {
-			return nil, "", fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: %s", cfg.CertificatePath, redact.New(cfg.CertificatePassword).String(err.Error()))
+			return nil, "", fmt.Errorf("%s %s: %s", cfg.Names.Of("source.CertificatePath"), cfg.CertificatePath, redact.New(cfg.CertificatePassword).String(err.Error()))
 		}
 	case KindWorkloadIdentity:
 		cred, err = azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
@@ -195,7 +200,7 @@ func NewTokenSource(cfg CredentialConfig) (ts TokenSource, kind CredentialKind, 
 	if err != nil {
 		return nil, "", fmt.Errorf("%s credential: %s", kind, redact.New(secret).String(err.Error()))
 	}
-	return &azTokenSource{cred: cred, scope: scope, scopeVar: "MDE_TOKEN_SCOPE", kind: kind, secret: secret}, kind, nil
+	return &azTokenSource{cred: cred, scope: scope, scopeVar: cfg.Names.Of("source.Scope"), kind: kind, secret: secret, names: cfg.Names}, kind, nil
 }
 
 // ExpiringTokenSource yields bearer tokens with the time they expire.
@@ -206,21 +211,32 @@ type ExpiringTokenSource interface {
 // ForScope returns a token source for another scope on the same Entra ID
 // credential as ts (a source from NewTokenSource), e.g. for Kafka's
 // OAUTHBEARER. scopeVar names the setting of that scope in errors. A
-// static MDE_ACCESS_TOKEN has no other scope: that is an error.
+// static access token has no other scope: that is an error.
 func ForScope(ts TokenSource, scope, scopeVar string) (ExpiringTokenSource, error) {
 	az, ok := ts.(*azTokenSource)
 	if !ok {
-		return nil, fmt.Errorf("%s: MDE_ACCESS_TOKEN is a token for the Defender API only; another scope needs an Entra ID credential", scopeVar)
+		name := "the access token"
+		if st, ok := ts.(staticToken); ok {
+			name = st.name
+		}
+		return nil, fmt.Errorf("%s: %s is a token for the Defender API only; another scope needs an Entra ID credential", scopeVar, name)
 	}
-	return &azTokenSource{cred: az.cred, scope: scope, scopeVar: scopeVar, kind: az.kind, secret: az.secret}, nil
+	return &azTokenSource{cred: az.cred, scope: scope, scopeVar: scopeVar, kind: az.kind, secret: az.secret, names: az.names}, nil
 }
+
+// staticToken is a bearer token obtained elsewhere; name is its setting.
+type staticToken struct{ token, name string }
+
+// Token implements TokenSource.
+func (t staticToken) Token(context.Context) (string, error) { return t.token, nil }
 
 // loadCertificate reads a PEM or PKCS#12 certificate with its private key.
 // Its errors name the setting to fix and never hold the password.
-func loadCertificate(path, password string) ([]*x509.Certificate, crypto.PrivateKey, error) {
+func loadCertificate(path, password string, names names.Func) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	certVar, pwVar := names.Of("source.CertificatePath"), names.Of("source.CertificatePassword")
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", certVar, err)
 	}
 	certs, key, err := azidentity.ParseCertificates(data, []byte(password))
 	if err == nil {
@@ -229,15 +245,15 @@ func loadCertificate(path, password string) ([]*x509.Certificate, crypto.Private
 	msg := redact.New(password).String(err.Error())
 	switch {
 	case strings.Contains(msg, "decryption password incorrect") && password == "":
-		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PASSWORD: %s is a password-protected PKCS#12 file and no password is set", path)
+		return nil, nil, fmt.Errorf("%s: %s is a password-protected PKCS#12 file and no password is set", pwVar, path)
 	case strings.Contains(msg, "decryption password incorrect"):
-		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PASSWORD: wrong password for the PKCS#12 file %s (AZURE_CLIENT_CERTIFICATE_PATH)", path)
+		return nil, nil, fmt.Errorf("%s: wrong password for the PKCS#12 file %s (%s)", pwVar, path, certVar)
 	case strings.Contains(msg, "unknown digest algorithm"):
-		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: a PKCS#12 file with SHA-256 integrity, which cannot be read: export it with `openssl pkcs12 -export -legacy`, or use the PEM certificate and key in one file (%s)", path, msg)
+		return nil, nil, fmt.Errorf("%s %s: a PKCS#12 file with SHA-256 integrity, which cannot be read: export it with `openssl pkcs12 -export -legacy`, or use the PEM certificate and key in one file (%s)", certVar, path, msg)
 	case strings.Contains(msg, "no private key"):
-		return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: holds a certificate but no private key; put the unencrypted PEM key in the same file, or use a PKCS#12 file", path)
+		return nil, nil, fmt.Errorf("%s %s: holds a certificate but no private key; put the unencrypted PEM key in the same file, or use a PKCS#12 file", certVar, path)
 	}
-	return nil, nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH %s: not a PEM or PKCS#12 certificate with its private key (%s)", path, truncate(msg, 200))
+	return nil, nil, fmt.Errorf("%s %s: not a PEM or PKCS#12 certificate with its private key (%s)", certVar, path, truncate(msg, 200))
 }
 
 // azTokenSource asks an azidentity credential for tokens; azidentity
@@ -248,6 +264,7 @@ type azTokenSource struct {
 	scopeVar string // the setting of scope, for errors
 	kind     CredentialKind
 	secret   string
+	names    names.Func
 }
 
 func (s *azTokenSource) Token(ctx context.Context) (string, error) {
@@ -258,26 +275,35 @@ func (s *azTokenSource) Token(ctx context.Context) (string, error) {
 func (s *azTokenSource) TokenExpiry(ctx context.Context) (string, time.Time, error) {
 	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}})
 	if err != nil {
-		return "", time.Time{}, newAuthError(s.kind, s.secret, s.scopeVar, err)
+		return "", time.Time{}, newAuthError(s.kind, s.secret, s.scopeVar, s.names, err)
 	}
 	return tok.Token, tok.ExpiresOn, nil
 }
 
 var reAADSTS = regexp.MustCompile(`AADSTS\d+`)
 
-// credentialVars names the settings to check for each credential kind.
-var credentialVars = map[CredentialKind]string{
-	KindClientSecret:     "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET",
-	KindCertificate:      "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_CERTIFICATE_PATH",
-	KindWorkloadIdentity: "AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_FEDERATED_TOKEN_FILE",
-	KindManagedIdentity:  "the managed identity (AZURE_CLIENT_ID for a user-assigned one)",
+// credentialVars names the settings to check for a credential kind.
+func credentialVars(kind CredentialKind, n names.Func) string {
+	app := n.Of("source.TenantID") + "/" + n.Of("source.ClientID") + "/"
+	switch kind {
+	case KindClientSecret:
+		return app + n.Of("source.ClientSecret")
+	case KindCertificate:
+		return app + n.Of("source.CertificatePath")
+	case KindWorkloadIdentity:
+		return app + n.Of("source.FederatedTokenFile")
+	case KindManagedIdentity:
+		return "the managed identity (" + n.Of("source.ClientID") + " for a user-assigned one)"
+	}
+	return ""
 }
 
-func newAuthError(kind CredentialKind, secret, scopeVar string, err error) *AuthError {
+func newAuthError(kind CredentialKind, secret, scopeVar string, n names.Func, err error) *AuthError {
 	ae := &AuthError{Kind: kind, Err: err}
-	vars := credentialVars[kind]
+	vars := credentialVars(kind, n)
+	authority, tenant, client := n.Of("source.AuthorityHost"), n.Of("source.TenantID"), n.Of("source.ClientID")
 	if host, ok := NoSuchHost(err); ok {
-		ae.msg = fmt.Sprintf("authentication (%s): the Entra ID host %s does not exist (DNS: no such host): check AZURE_AUTHORITY_HOST", kind, host)
+		ae.msg = fmt.Sprintf("authentication (%s): the Entra ID host %s does not exist (DNS: no such host): check %s", kind, host, authority)
 		return ae
 	}
 	var afe *azidentity.AuthenticationFailedError
@@ -298,14 +324,14 @@ func newAuthError(kind CredentialKind, secret, scopeVar string, err error) *Auth
 		case "invalid_client":
 			ae.msg = fmt.Sprintf("Entra ID rejected the client credentials (%s): check %s", code, vars)
 		case "unauthorized_client":
-			ae.msg = fmt.Sprintf("Entra ID does not know the application (%s): check AZURE_CLIENT_ID and AZURE_TENANT_ID", code)
+			ae.msg = fmt.Sprintf("Entra ID does not know the application (%s): check %s and %s", code, client, tenant)
 		case "invalid_tenant":
-			ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
+			ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check %s and %s", code, tenant, authority)
 		case "invalid_scope":
 			ae.msg = fmt.Sprintf("Entra ID rejected the token scope (%s): check %s", code, scopeVar)
 		case "invalid_request":
 			if strings.Contains(body.Description, "AADSTS90002") {
-				ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST", code)
+				ae.msg = fmt.Sprintf("Entra ID does not know the tenant (%s): check %s and %s", code, tenant, authority)
 			} else {
 				ae.msg = fmt.Sprintf("Entra ID refused the token request (%s): check %s", code, vars)
 			}
@@ -313,13 +339,13 @@ func newAuthError(kind CredentialKind, secret, scopeVar string, err error) *Auth
 			if code == "" {
 				code = "no error code"
 			}
-			ae.msg = fmt.Sprintf("Entra ID token request failed with HTTP %d (%s): check %s and AZURE_AUTHORITY_HOST", status, code, vars)
+			ae.msg = fmt.Sprintf("Entra ID token request failed with HTTP %d (%s): check %s and %s", status, code, vars, authority)
 		}
 		ae.msg = "authentication (" + string(kind) + "): " + ae.msg
 		return ae
 	}
 	detail := truncate(strings.ReplaceAll(redact.New(secret).String(err.Error()), "\n", " "), 400)
-	ae.msg = "authentication (" + string(kind) + ") failed: " + detail + " (check " + vars + " and AZURE_AUTHORITY_HOST)"
+	ae.msg = "authentication (" + string(kind) + ") failed: " + detail + " (check " + vars + " and " + authority + ")"
 	return ae
 }
 

@@ -21,7 +21,7 @@ const (
 func TestClientSecretAgainstFakeEntra(t *testing.T) {
 	e := fakes.NewEntra(tenant, clientID, secret)
 	defer e.Close()
-	ts, kind, err := source.NewTokenSource(source.CredentialConfig{
+	ts, kind, err := source.NewTokenSource(source.CredentialConfig{Names: testNames,
 		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret,
 		AuthorityHost: e.URL(), HTTPClient: e.Client(),
 	})
@@ -61,7 +61,7 @@ func TestTokenRefreshWhenLifetimeShort(t *testing.T) {
 	defer e.Close()
 	// Shorter than MSAL's 5-minute refresh margin: every call refreshes.
 	e.SetTokenLifetime(time.Minute)
-	ts, _, err := source.NewTokenSource(source.CredentialConfig{
+	ts, _, err := source.NewTokenSource(source.CredentialConfig{Names: testNames,
 		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, Scope: "https://api-gov.securitycenter.microsoft.us/.default",
 		AuthorityHost: e.URL(), HTTPClient: e.Client(),
 	})
@@ -93,7 +93,7 @@ func TestPublicCloudDefaultAuthority(t *testing.T) {
 	e := fakes.NewEntra(tenant, clientID, secret)
 	defer e.Close()
 	// No AuthorityHost: the SDK's public-cloud default, routed to the fake.
-	ts, _, err := source.NewTokenSource(source.CredentialConfig{
+	ts, _, err := source.NewTokenSource(source.CredentialConfig{Names: testNames,
 		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, HTTPClient: e.Client(),
 	})
 	if err != nil {
@@ -111,7 +111,7 @@ func TestPublicCloudDefaultAuthority(t *testing.T) {
 		t.Fatalf("hosts %v: public cloud not used", hosts)
 	}
 	// GCC High host.
-	ts, _, err = source.NewTokenSource(source.CredentialConfig{
+	ts, _, err = source.NewTokenSource(source.CredentialConfig{Names: testNames,
 		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, HTTPClient: e.Client(),
 		AuthorityHost: "https://login.microsoftonline.us",
 	})
@@ -129,7 +129,7 @@ func TestPublicCloudDefaultAuthority(t *testing.T) {
 func TestWrongSecretNamesTheProblem(t *testing.T) {
 	e := fakes.NewEntra(tenant, clientID, "the-right-one")
 	defer e.Close()
-	ts, _, err := source.NewTokenSource(source.CredentialConfig{
+	ts, _, err := source.NewTokenSource(source.CredentialConfig{Names: testNames,
 		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret,
 		AuthorityHost: e.URL(), HTTPClient: e.Client(),
 	})
@@ -160,7 +160,7 @@ func TestUnknownClientAndTenant(t *testing.T) {
 		{tenant, "00000000-0000-0000-0000-00000000dead", "AZURE_CLIENT_ID"},
 		{"99999999-0000-0000-0000-000000000000", clientID, "AZURE_TENANT_ID"},
 	} {
-		ts, _, err := source.NewTokenSource(source.CredentialConfig{
+		ts, _, err := source.NewTokenSource(source.CredentialConfig{Names: testNames,
 			Kind: source.KindClientSecret, TenantID: tc.tenant, ClientID: tc.client, ClientSecret: secret,
 			AuthorityHost: e.URL(), HTTPClient: e.Client(),
 		})
@@ -180,7 +180,7 @@ func TestUnknownClientAndTenant(t *testing.T) {
 
 func TestCredentialSelection(t *testing.T) {
 	// The kind decides; the fields of other credentials are not read.
-	ts, kind, err := source.NewTokenSource(source.CredentialConfig{Kind: source.KindAccessToken, AccessToken: "static-token", ClientSecret: "x"})
+	ts, kind, err := source.NewTokenSource(source.CredentialConfig{Names: testNames, Kind: source.KindAccessToken, AccessToken: "static-token", ClientSecret: "x"})
 	if err != nil || kind != source.KindAccessToken {
 		t.Fatalf("kind %q err %v", kind, err)
 	}
@@ -202,14 +202,14 @@ func TestCredentialSelection(t *testing.T) {
 		want string
 	}{
 		{source.CredentialConfig{}, "no kind"},
-		{source.CredentialConfig{Kind: "kerberos"}, "kerberos"},
-		{source.CredentialConfig{Kind: source.KindAccessToken, ClientSecret: secret}, "MDE_ACCESS_TOKEN not set"},
-		{source.CredentialConfig{Kind: source.KindClientSecret, ClientSecret: secret}, "AZURE_TENANT_ID and AZURE_CLIENT_ID not set"},
-		{source.CredentialConfig{Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, AccessToken: "tok"}, "AZURE_CLIENT_SECRET not set"},
-		{source.CredentialConfig{Kind: source.KindCertificate, TenantID: tenant, ClientID: clientID}, "AZURE_CLIENT_CERTIFICATE_PATH not set"},
-		{source.CredentialConfig{Kind: source.KindCertificate, TenantID: tenant, ClientID: clientID, CertificatePath: "/nonexistent.pem"}, "AZURE_CLIENT_CERTIFICATE_PATH"},
-		{source.CredentialConfig{Kind: source.KindWorkloadIdentity, TenantID: tenant, ClientID: clientID}, "AZURE_FEDERATED_TOKEN_FILE not set"},
-		{source.CredentialConfig{Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, AuthorityHost: "http://login.example"}, "AZURE_AUTHORITY_HOST"},
+		{source.CredentialConfig{Names: testNames, Kind: "kerberos"}, "kerberos"},
+		{source.CredentialConfig{Names: testNames, Kind: source.KindAccessToken, ClientSecret: secret}, "MDE_ACCESS_TOKEN not set"},
+		{source.CredentialConfig{Names: testNames, Kind: source.KindClientSecret, ClientSecret: secret}, "AZURE_TENANT_ID and AZURE_CLIENT_ID not set"},
+		{source.CredentialConfig{Names: testNames, Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, AccessToken: "tok"}, "AZURE_CLIENT_SECRET not set"},
+		{source.CredentialConfig{Names: testNames, Kind: source.KindCertificate, TenantID: tenant, ClientID: clientID}, "AZURE_CLIENT_CERTIFICATE_PATH not set"},
+		{source.CredentialConfig{Names: testNames, Kind: source.KindCertificate, TenantID: tenant, ClientID: clientID, CertificatePath: "/nonexistent.pem"}, "AZURE_CLIENT_CERTIFICATE_PATH"},
+		{source.CredentialConfig{Names: testNames, Kind: source.KindWorkloadIdentity, TenantID: tenant, ClientID: clientID}, "AZURE_FEDERATED_TOKEN_FILE not set"},
+		{source.CredentialConfig{Names: testNames, Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret, AuthorityHost: "http://login.example"}, "AZURE_AUTHORITY_HOST"},
 	} {
 		_, _, err := source.NewTokenSource(tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

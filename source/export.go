@@ -18,6 +18,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
@@ -51,7 +52,7 @@ var reNoSuchHost = regexp.MustCompile(`lookup ([^\s:]+)(?: on [^\s]+)?: no such 
 
 // ExportConfig configures an ExportClient.
 type ExportConfig struct {
-	// BaseURL is MDE_API_URL, e.g. https://api.securitycenter.microsoft.com.
+	// BaseURL is the API's base URL, e.g. https://api.securitycenter.microsoft.com.
 	BaseURL string
 	// Export is the export name; "" = schema.ExportInfoGathering, called
 	// as GET {BaseURL}/api/machines/{Export}.
@@ -69,6 +70,9 @@ type ExportConfig struct {
 	// MaxElapsed bounds the retries of one Manifest call; 0 = 5 minutes.
 	MaxElapsed time.Duration
 	Logger     zerolog.Logger
+	// Names names the settings behind the fields ("source.BaseURL", …)
+	// in errors and hints; nil names the fields.
+	Names names.Func
 }
 
 // ExportClient fetches export manifests.
@@ -130,10 +134,10 @@ func NewExportClient(cfg ExportConfig) (*ExportClient, error) {
 	}
 	u, err := url.Parse(cfg.BaseURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("MDE_API_URL %q: not an absolute http(s) URL", cfg.BaseURL)
+		return nil, fmt.Errorf("%s %q: not an absolute http(s) URL", cfg.Names.Of("source.BaseURL"), cfg.BaseURL)
 	}
 	if cfg.SASValidHours < 0 || cfg.SASValidHours > 24 {
-		return nil, fmt.Errorf("MDE_SAS_VALID_HOURS %d: must be between 1 and 24", cfg.SASValidHours)
+		return nil, fmt.Errorf("%s %d: must be between 1 and 24", cfg.Names.Of("source.SASValidHours"), cfg.SASValidHours)
 	}
 	if cfg.Tokens == nil {
 		return nil, errors.New("export client: no token source")
@@ -253,8 +257,8 @@ func (c *ExportClient) once(ctx context.Context, bc *pausedClock) (schema.Manife
 			return schema.Manifest{}, ctx.Err()
 		}
 		if host, ok := NoSuchHost(err); ok {
-			return schema.Manifest{}, fmt.Errorf("MDE_API_URL %s: the host %s does not exist (DNS: no such host): %w",
-				strings.TrimRight(c.cfg.BaseURL, "/"), host, ErrNoSuchHost)
+			return schema.Manifest{}, fmt.Errorf("%s %s: the host %s does not exist (DNS: no such host): %w",
+				c.cfg.Names.Of("source.BaseURL"), strings.TrimRight(c.cfg.BaseURL, "/"), host, ErrNoSuchHost)
 		}
 		return schema.Manifest{}, &transientError{err: fmt.Errorf("export API request failed: %w", stripURLQuery(err))}
 	}
@@ -311,11 +315,11 @@ func (c *ExportClient) apiError(status int, body []byte) *APIError {
 	}
 	switch status {
 	case http.StatusUnauthorized:
-		e.hint = "check AZURE_TENANT_ID (the tenant of the Defender subscription), the application and MDE_TOKEN_SCOPE (default " + DefaultTokenScope + ")"
+		e.hint = "check " + c.cfg.Names.Of("source.TenantID") + " (the tenant of the Defender subscription), the application and " + c.cfg.Names.Of("source.Scope") + " (default " + DefaultTokenScope + ")"
 	case http.StatusForbidden:
 		e.hint = "the application needs the API permission Vulnerability.Read.All (WindowsDefenderATP, type Application) with admin consent"
 	case http.StatusNotFound:
-		e.hint = "check MDE_API_URL (" + strings.TrimRight(c.cfg.BaseURL, "/") + "/api/machines/" + c.cfg.Export + " does not exist)"
+		e.hint = "check " + c.cfg.Names.Of("source.BaseURL") + " (" + strings.TrimRight(c.cfg.BaseURL, "/") + "/api/machines/" + c.cfg.Export + " does not exist)"
 	}
 	return e
 }

@@ -31,7 +31,7 @@ func TestExportHostThatDoesNotExistFailsAtOnce(t *testing.T) {
 	clock := fakes.NewClock(t0)
 	log, logs := testLogger()
 	dials := 0
-	c, err := source.NewExportClient(source.ExportConfig{
+	c, err := source.NewExportClient(source.ExportConfig{Names: testNames,
 		BaseURL:    "https://api.securitycentre.microsoft.com",
 		Tokens:     source.TokenSourceFunc(func(context.Context) (string, error) { return "tok-value", nil }),
 		HTTPClient: noSuchHostClient(&dials),
@@ -58,7 +58,7 @@ func TestExportHostThatDoesNotExistFailsAtOnce(t *testing.T) {
 // Likewise an authority host that does not exist: AZURE_AUTHORITY_HOST.
 func TestAuthorityHostThatDoesNotExistFailsAtOnce(t *testing.T) {
 	dials := 0
-	ts, _, err := source.NewTokenSource(source.CredentialConfig{
+	ts, _, err := source.NewTokenSource(source.CredentialConfig{Names: testNames,
 		Kind: source.KindClientSecret, TenantID: tenant, ClientID: clientID, ClientSecret: secret,
 		AuthorityHost: "https://login.microsoftonline.invalid", HTTPClient: noSuchHostClient(&dials),
 	})

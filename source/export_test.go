@@ -42,7 +42,7 @@ func newExportRig(t *testing.T, urls []string, hours int) *exportRig {
 	t.Cleanup(r.def.Close)
 	log, buf := testLogger()
 	r.logs = buf
-	c, err := source.NewExportClient(source.ExportConfig{
+	c, err := source.NewExportClient(source.ExportConfig{Names: testNames,
 		BaseURL:       r.def.URL(),
 		SASValidHours: hours,
 		Tokens:        source.TokenSourceFunc(func(context.Context) (string, error) { return "the-token", nil }),
@@ -191,7 +191,7 @@ func TestManifestPermanentErrors(t *testing.T) {
 
 func TestManifestUnauthorizedToken(t *testing.T) {
 	r := newExportRig(t, exportURLs, 0)
-	c, err := source.NewExportClient(source.ExportConfig{
+	c, err := source.NewExportClient(source.ExportConfig{Names: testNames,
 		BaseURL: r.def.URL(), HTTPClient: r.def.Client(), Clock: r.clock,
 		Tokens: source.TokenSourceFunc(func(context.Context) (string, error) { return "wrong-token", nil }),
 	})
@@ -215,7 +215,7 @@ func TestManifestEmptyExport(t *testing.T) {
 
 func TestManifestTokenErrorIsPermanent(t *testing.T) {
 	r := newExportRig(t, exportURLs, 0)
-	c, _ := source.NewExportClient(source.ExportConfig{
+	c, _ := source.NewExportClient(source.ExportConfig{Names: testNames,
 		BaseURL: r.def.URL(), HTTPClient: r.def.Client(), Clock: r.clock,
 		Tokens: source.TokenSourceFunc(func(context.Context) (string, error) {
 			return "", &source.AuthError{Kind: "client-secret", Err: errors.New("invalid_client")}

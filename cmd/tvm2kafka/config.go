@@ -91,6 +91,7 @@ func parseConfig(v rawValues) (*config, error) {
 		scope = defaultScope(in.Azure.APIURL)
 	}
 	c.cred = source.CredentialConfig{
+		Names:               settingNames(),
 		TenantID:            az.TenantID,
 		ClientID:            az.ClientID,
 		ClientSecret:        az.ClientSecret,
@@ -183,7 +184,7 @@ func parseConfig(v rawValues) (*config, error) {
 // verify into a wire.Config with defaults elsewhere. Whether
 // KAFKA_BROKERS may be empty is the caller's to say.
 func kafkaConfig(in kafkaSettings) (wire.Config, []error) {
-	k := wire.DefaultConfig()
+	k := wire.Config{Names: settingNames()}
 	var errs []error
 	if b := strings.TrimSpace(in.Brokers); b != "" {
 		for _, h := range strings.Split(b, ",") {
@@ -362,9 +363,6 @@ func (c *config) runner() runner.Config {
 		RetryMax:      c.Pipeline.RetryMax,
 		Lease:         c.Runs.Lease,
 		Force:         c.Runs.Force,
-		Names: runner.Names{
-			Brokers: "KAFKA_BROKERS", OAuthScope: "KAFKA_OAUTH_SCOPE", TableTopic: "KAFKA_TABLE_TOPIC",
-			Lease: "TVM2KAFKA_LEASE", Force: "TVM2KAFKA_FORCE", MaxMessageBytes: "KAFKA_MAX_MESSAGE_BYTES",
-		},
+		Names:         settingNames(),
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 )
 
 // setting is one declared setting (settings.go): an environment variable
@@ -24,8 +26,9 @@ type setting struct {
 	group    string
 	enum     []string
 	min, max string
-	secret   bool // never printed; also readable from the file named by env+"_FILE"
-	isBool   bool // --flag alone means true
+	secret   bool     // never printed; also readable from the file named by env+"_FILE"
+	isBool   bool     // --flag alone means true
+	names    []string // the library fields it feeds (names.Func keys)
 	index    []int
 }
 
@@ -87,7 +90,7 @@ func declared[T any]() []setting {
 			s := setting{
 				env: f.Tag.Get("env"), flag: f.Tag.Get("flag"), def: f.Tag.Get("default"), shown: f.Tag.Get("shown"),
 				help: f.Tag.Get("help"), group: group, min: f.Tag.Get("min"), max: f.Tag.Get("max"),
-				secret: f.Tag.Get("secret") == "true", index: idx,
+				secret: f.Tag.Get("secret") == "true", index: idx, names: strings.Fields(f.Tag.Get("names")),
 				isBool: f.Type.Kind() == reflect.Bool || f.Type == reflect.TypeFor[*bool](),
 			}
 			if e := f.Tag.Get("enum"); e != "" {
@@ -105,6 +108,23 @@ func declared[T any]() []setting {
 
 // settings lists every setting of `tvm2kafka run` and `serve`.
 func settings() []setting { return declared[runSettings]() }
+
+// settingNames is the names.Func the libraries name their fields by: the
+// setting whose names tag lists the field, from the declarations of run
+// (which hold every setting a library field stands for); "<key>.file" is
+// the _FILE variant of a secret.
+func settingNames() names.Func {
+	byKey := map[string]string{}
+	for _, s := range settings() {
+		for _, k := range s.names {
+			byKey[k] = s.env
+			if s.secret {
+				byKey[k+".file"] = s.env + "_FILE"
+			}
+		}
+	}
+	return func(key string) string { return byKey[key] }
+}
 
 // lookupFunc is os.LookupEnv; tests pass their own.
 type lookupFunc func(string) (string, bool)

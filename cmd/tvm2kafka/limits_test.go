@@ -18,8 +18,7 @@ func TestOneLimitForTheLargestMessage(t *testing.T) {
 		raw["MDE_ACCESS_TOKEN"] = "t0ken-value"
 		raw["KAFKA_MAX_MESSAGE_BYTES"] = strconv.Itoa(n)
 		_, cmdErr := parseConfig(raw)
-		k := wire.DefaultConfig()
-		k.Brokers = []string{"127.0.0.1:9092"}
+		k := wire.Config{Brokers: []string{"127.0.0.1:9092"}, Topic: "t"}
 		k.MaxMessageBytes = n
 		prodErr := k.Validate()
 		if (cmdErr == nil) != (prodErr == nil) {

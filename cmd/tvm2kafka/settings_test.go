@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 )
 
 var updateReadme = flag.Bool("update-readme", false, "rewrite the README's settings tables from the declarations")
@@ -105,17 +103,30 @@ func TestDeclarations(t *testing.T) {
 	}
 }
 
-// The declared Kafka defaults are the producer's.
-func TestDeclaredDefaultsAreTheProducers(t *testing.T) {
-	var in runSettings
-	if errs := decode(settings(), defaultValues(), &in); len(errs) > 0 {
-		t.Fatal(errs)
+// Every library field a setting's names tag lists is one the libraries
+// ask for, and every such key resolves to exactly one setting.
+func TestSettingNamesResolveEveryKey(t *testing.T) {
+	n := settingNames()
+	for key, want := range map[string]string{
+		"wire.Brokers": "KAFKA_BROKERS", "wire.TLSKeyPassword.file": "KAFKA_TLS_KEY_PASSWORD_FILE", "wire.RetryMaxElapsed": "TVM2KAFKA_RETRY_MAX_ELAPSED",
+		"producer.MaxMessageBytes": "KAFKA_MAX_MESSAGE_BYTES", "runner.Lease": "TVM2KAFKA_LEASE", "source.BaseURL": "MDE_API_URL",
+		"source.ClientSecret.file": "AZURE_CLIENT_SECRET_FILE",
+	} {
+		if got := n.Of(key); got != want {
+			t.Errorf("%s names %q, want %q", key, got, want)
+		}
 	}
-	d := wire.DefaultConfig()
-	if in.Kafka.Topic != d.Topic || in.Topics.Compression != d.Compression || in.Topics.Partitions != d.TopicPartitions ||
-		in.Topics.ReplicationFactor != d.TopicReplicationFactor || in.Topics.MaxMessageBytes != d.MaxMessageBytes ||
-		in.Pipeline.RetryMax != d.RetryMaxElapsed {
-		t.Fatalf("declared %+v %+v, producer %+v", in.Kafka, in.Topics, d)
+	seen := map[string]string{}
+	for _, s := range settings() {
+		for _, k := range s.names {
+			if other, dup := seen[k]; dup {
+				t.Errorf("%s is listed by %s and %s", k, other, s.env)
+			}
+			seen[k] = s.env
+		}
+	}
+	if n.Of("wire.NoSuchField") != "NoSuchField" {
+		t.Errorf("an unknown key names %q", n.Of("wire.NoSuchField"))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
@@ -54,14 +55,10 @@ type Config struct {
 	// runs off the topic; Force publishes anyway (and an unchanged export).
 	Lease time.Duration
 	Force bool
-	// Names are the names of the settings that messages refer to.
-	Names Names
-}
-
-// Names are the names of the settings a run's messages refer to, given by
-// the program from its declarations.
-type Names struct {
-	Brokers, OAuthScope, TableTopic, Lease, Force, MaxMessageBytes string
+	// Names names the settings behind the fields in messages
+	// ("runner.Lease", "wire.Brokers", …); Kafka.Names and the libraries'
+	// configs get it too.
+	Names names.Func
 }
 
 // Env is what differs between the commands that run snapshots.
@@ -162,6 +159,7 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		HTTPClient:    apiClient,
 		Limiter:       env.Limiter,
 		Logger:        log,
+		Names:         cfg.Names,
 	})
 	if err != nil {
 		return fail(err, "export client")
@@ -184,7 +182,7 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 	} else {
 		kcfg := cfg.Kafka
 		if kcfg.SASLMechanism == wire.SASLOAuthBearer {
-			kts, err := source.ForScope(tokens, cfg.KafkaScope, cfg.Names.OAuthScope)
+			kts, err := source.ForScope(tokens, cfg.KafkaScope, cfg.Names.Of("wire.OAuthScope"))
 			if err != nil {
 				return fail(err, "kafka")
 			}
@@ -203,7 +201,7 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		cancel()
 		if err != nil {
 			if host, ok := source.NoSuchHost(err); ok {
-				err = fmt.Errorf("%s: the broker host %s does not exist (DNS: no such host): %w", cfg.Names.Brokers, host, err)
+				err = fmt.Errorf("%s: the broker host %s does not exist (DNS: no such host): %w", cfg.Names.Of("wire.Brokers"), host, err)
 			}
 			log.Error().Err(err).Strs("brokers", cfg.Kafka.Brokers).Msg("kafka: cannot use the topic; nothing was published")
 			out.Result, out.Err = Failed, err
@@ -257,21 +255,22 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		GeneratedTime: manifest.GeneratedTime,
 		MaxElapsed:    cfg.RetryMax,
 		Logger:        log,
+		Names:         cfg.Names,
 	})
 	snap, err := producer.NewSnapshot(producer.SnapshotConfig{
-		Manifest:               manifest,
-		Topic:                  cfg.Kafka.Topic,
-		DLQTopic:               cfg.Kafka.DLQTopic,
-		Partitions:             partitions,
-		DLQPartitions:          dlqPartitions,
-		RunID:                  runID,
-		Workers:                cfg.Workers,
-		MaxMessageBytes:        cfg.Kafka.MaxMessageBytes,
-		MaxMessageBytesSetting: cfg.Names.MaxMessageBytes,
-		Retryable:              source.IsRetryable,
-		RetryMaxElapsed:        cfg.RetryMax,
-		Logger:                 log,
-		Observer:               observer,
+		Manifest:        manifest,
+		Topic:           cfg.Kafka.Topic,
+		DLQTopic:        cfg.Kafka.DLQTopic,
+		Partitions:      partitions,
+		DLQPartitions:   dlqPartitions,
+		RunID:           runID,
+		Workers:         cfg.Workers,
+		MaxMessageBytes: cfg.Kafka.MaxMessageBytes,
+		Names:           cfg.Names,
+		Retryable:       source.IsRetryable,
+		RetryMaxElapsed: cfg.RetryMax,
+		Logger:          log,
+		Observer:        observer,
 	}, blobs, sink)
 	if err != nil {
 		return fail(err, "snapshot")
@@ -345,10 +344,10 @@ func checkTail(ctx context.Context, k *wire.Kafka, cfg Config, m schema.Manifest
 		out.Result, out.Err, out.Lease = Skipped, err, err
 		return true
 	case v.Unchanged:
-		log.Info().Str("generated_time", m.GeneratedTime).Msg("export unchanged; publishing it again (" + cfg.Names.Force + ")")
+		log.Info().Str("generated_time", m.GeneratedTime).Msg("export unchanged; publishing it again (" + cfg.Names.Of("runner.Force") + ")")
 	case v.Live != nil:
 		log.Warn().Str("other_run_id", v.Live.RunID).Time("other_last_write", v.Live.LastWrite).
-			Msg("another run is publishing to the topic; publishing anyway (" + cfg.Names.Force + ")")
+			Msg("another run is publishing to the topic; publishing anyway (" + cfg.Names.Of("runner.Force") + ")")
 	}
 	return false
 }

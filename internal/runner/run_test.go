@@ -80,7 +80,9 @@ func TestDecide(t *testing.T) {
 
 func TestLeaseErrorNamesTheRun(t *testing.T) {
 	err := &LeaseError{Run: wire.UnfinishedRun{RunID: "5b0e-run"}, Topic: "mde.infogathering", Age: 90 * time.Second, Lease: 15 * time.Minute,
-		Names: Names{Lease: "TVM2KAFKA_LEASE", Force: "TVM2KAFKA_FORCE"}}
+		Names: func(k string) string {
+			return map[string]string{"runner.Lease": "TVM2KAFKA_LEASE", "runner.Force": "TVM2KAFKA_FORCE"}[k]
+		}}
 	for _, want := range []string{"5b0e-run", "mde.infogathering", "1m30s", "TVM2KAFKA_LEASE", "TVM2KAFKA_FORCE"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q lacks %q", err.Error(), want)

@@ -31,7 +31,7 @@ type tableTopic struct {
 // *wire.PolicyError: a configuration error.
 func openTable(ctx context.Context, cfg Config, k *wire.Kafka, log zerolog.Logger) (*tableTopic, error) {
 	topic := cfg.Kafka.TableTopic
-	n, created, err := k.EnsureCompacted(ctx, topic, cfg.Kafka.TopicPartitions, cfg.Kafka.TopicReplicationFactor, cfg.Names.TableTopic)
+	n, created, err := k.EnsureCompacted(ctx, topic, cfg.Kafka.TopicPartitions, cfg.Kafka.TopicReplicationFactor)
 	if err != nil {
 		var ce *wire.PolicyError
 		if errors.As(err, &ce) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
@@ -52,12 +53,13 @@ type LeaseError struct {
 	// Age is how long ago the other run wrote its newest message.
 	Age   time.Duration
 	Lease time.Duration
-	Names Names
+	// Names names the lease and force settings in the message.
+	Names names.Func
 }
 
 func (e *LeaseError) Error() string {
 	return fmt.Sprintf("run %s is publishing to topic %s (its newest message was written %s ago, within %s %s): nothing published; %s=true publishes anyway",
-		e.Run.RunID, e.Topic, e.Age.Round(time.Second), e.Names.Lease, e.Lease, e.Names.Force)
+		e.Run.RunID, e.Topic, e.Age.Round(time.Second), e.Names.Of("runner.Lease"), e.Lease, e.Names.Of("runner.Force"))
 }
 
 // Expires is when the other run's lease ends.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
+	"github.com/tvm2kafka/tvm2kafka/internal/wire/wiretest"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
@@ -47,13 +48,13 @@ func newEnv(t *testing.T, partitions int) *env {
 	}
 	t.Cleanup(c.Close)
 	e := &env{t: t, addrs: c.ListenAddrs(), topic: "devices", n: partitions}
-	cfg := wire.DefaultConfig()
-	cfg.Brokers, cfg.RetryMaxElapsed = e.addrs, 2*time.Second
+	cfg := wiretest.Config(e.addrs)
+	cfg.RetryMaxElapsed = 2 * time.Second
 	if e.k, err = wire.NewKafka(cfg, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.k.Close() })
-	n, created, err := e.k.EnsureCompacted(context.Background(), e.topic, partitions, -1, "KAFKA_TABLE_TOPIC")
+	n, created, err := e.k.EnsureCompacted(context.Background(), e.topic, partitions, -1)
 	if err != nil || !created || n != partitions {
 		t.Fatalf("EnsureCompacted: %d partitions, created %v, %v", n, created, err)
 	}
@@ -663,8 +664,8 @@ func TestAFailedTableWriteIsNotRetriedAgain(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	cfg := wire.DefaultConfig()
-	cfg.Brokers, cfg.RetryMaxElapsed = c.ListenAddrs(), 3*time.Second
+	cfg := wiretest.Config(c.ListenAddrs())
+	cfg.RetryMaxElapsed = 3 * time.Second
 	k, err := wire.NewKafka(cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 func (k *Kafka) EnsureTopic(ctx context.Context, topic string, partitions, replicationFactor int) (n int, created bool, err error) {
 	return k.EnsureTopicOn(ctx, NewTopic{
 		Name: topic, Partitions: partitions, ReplicationFactor: replicationFactor,
-		Configs: k.cfg.TopicConfig, ConfigsSetting: k.cfg.Names.TopicConfig,
+		Configs: k.cfg.TopicConfig, ConfigsSetting: k.cfg.name("TopicConfig"),
 	})
 }
 
@@ -140,7 +140,8 @@ func (e *PolicyError) Error() string {
 // existing topic must have cleanup.policy=compact (compact,delete only
 // with retention.ms=-1: otherwise devices that did not change for
 // retention.ms would disappear); otherwise the error is a *PolicyError.
-func (k *Kafka) EnsureCompacted(ctx context.Context, topic string, partitions, replicationFactor int, setting string) (n int, created bool, err error) {
+func (k *Kafka) EnsureCompacted(ctx context.Context, topic string, partitions, replicationFactor int) (n int, created bool, err error) {
+	setting := k.cfg.name("TableTopic")
 	n, created, err = k.EnsureTopicOn(ctx, NewTopic{
 		Name: topic, Partitions: partitions, ReplicationFactor: replicationFactor,
 		Configs: map[string]string{"cleanup.policy": "compact"}, Setting: setting,

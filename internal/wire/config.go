@@ -18,21 +18,16 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	"github.com/youmark/pkcs8"
 )
 
-// Defaults of Config; see DefaultConfig.
+// The tuning of a Config that is not a setting: used where a field is 0.
 const (
-	DefaultTopic                  = "mde.infogathering"
-	DefaultCompression            = "lz4"
-	DefaultTopicPartitions        = 6
-	DefaultTopicReplicationFactor = -1
-	DefaultMaxMessageBytes        = 1_000_000
-	DefaultBatchBytes             = 1_000_000
-	DefaultBatchTimeout           = 5 * time.Millisecond
-	DefaultWriteTimeout           = 30 * time.Second
-	DefaultDialTimeout            = 10 * time.Second
-	DefaultRetryMaxElapsed        = 2 * time.Minute
+	DefaultBatchBytes   = 1_000_000
+	DefaultBatchTimeout = 5 * time.Millisecond
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultDialTimeout  = 10 * time.Second
 )
 
 // Bounds of Config.MaxMessageBytes (KAFKA_MAX_MESSAGE_BYTES). The upper
@@ -134,92 +129,96 @@ type Config struct {
 	// (KAFKA_RETRY_MAX_ELAPSED, default 2m).
 	RetryMaxElapsed time.Duration
 
-	// Names are the names of the settings behind some fields, for the
-	// messages that tell an operator what to change; the program fills
-	// them in from its own declarations.
-	Names Names
+	// Names names the settings behind the fields ("wire.Brokers", …) in
+	// messages that tell an operator what to change; nil names the fields.
+	Names names.Func
 }
 
-// Names are the names of settings that messages refer to.
-type Names struct {
-	TopicConfig, TopicPartitions, TopicReplicationFactor string
-}
+// name is the name of the setting behind the field key names.
+func (c Config) name(key string) string { return c.Names.Of("wire." + key) }
 
-// DefaultConfig returns a Config with every default set and no brokers.
-func DefaultConfig() Config {
-	return Config{
-		Topic:                  DefaultTopic,
-		Compression:            DefaultCompression,
-		TopicPartitions:        DefaultTopicPartitions,
-		TopicReplicationFactor: DefaultTopicReplicationFactor,
-		MaxMessageBytes:        DefaultMaxMessageBytes,
-		BatchBytes:             DefaultBatchBytes,
-		BatchTimeout:           DefaultBatchTimeout,
-		WriteTimeout:           DefaultWriteTimeout,
-		DialTimeout:            DefaultDialTimeout,
-		RetryMaxElapsed:        DefaultRetryMaxElapsed,
+// withTuning fills the tuning fields left 0.
+func (c Config) withTuning() Config {
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = DefaultBatchBytes
 	}
+	if c.BatchTimeout <= 0 {
+		c.BatchTimeout = DefaultBatchTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	return c
 }
 
 // Validate checks the configuration without any network call. Every error
-// names the environment variable to fix.
+// names the setting to fix (Names). MaxMessageBytes, TopicPartitions and
+// RetryMaxElapsed are checked when set: a Kafka that only reads needs none.
 func (c Config) Validate() error {
+	c = c.withTuning()
 	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{c.name(key)}, a...)...))
+	}
+	topic, dlq := c.name("Topic"), c.name("DLQTopic")
+	mechName, user, pass, tlsName := c.name("SASLMechanism"), c.name("SASLUsername"), c.name("SASLPassword"), c.name("TLS")
 
 	if len(c.Brokers) == 0 {
-		add("KAFKA_BROKERS: at least one broker host:port is required")
+		bad("Brokers", "at least one broker host:port is required")
 	}
 	for _, b := range c.Brokers {
 		host, port, err := net.SplitHostPort(b)
 		if err != nil || host == "" {
-			add("KAFKA_BROKERS: %q is not host:port", b)
+			bad("Brokers", "%q is not host:port", b)
 			continue
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			add("KAFKA_BROKERS: %q has an invalid port", b)
+			bad("Brokers", "%q has an invalid port", b)
 		}
 	}
 	if err := validTopic(c.Topic); err != nil {
-		add("KAFKA_TOPIC: %w", err)
+		bad("Topic", "%w", err)
 	}
 	if c.DLQTopic != "" {
 		if err := validTopic(c.DLQTopic); err != nil {
-			add("KAFKA_DLQ_TOPIC: %w", err)
+			bad("DLQTopic", "%w", err)
 		} else if c.DLQTopic == c.Topic {
-			add("KAFKA_DLQ_TOPIC: must differ from KAFKA_TOPIC")
+			bad("DLQTopic", "must differ from %s", topic)
 		}
 	}
 	if c.TableTopic != "" {
 		if err := validTopic(c.TableTopic); err != nil {
-			add("KAFKA_TABLE_TOPIC: %w", err)
+			bad("TableTopic", "%w", err)
 		} else if c.TableTopic == c.Topic || c.TableTopic == c.DLQTopic {
-			add("KAFKA_TABLE_TOPIC: must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
+			bad("TableTopic", "must differ from %s and %s", topic, dlq)
 		}
 	}
 	if _, err := compressionCodec(c.Compression); err != nil {
-		add("KAFKA_COMPRESSION: %w", err)
+		bad("Compression", "%w", err)
 	}
 
 	mech := strings.ToUpper(strings.TrimSpace(c.SASLMechanism))
 	switch mech {
 	case "":
 		if c.SASLUsername != "" || c.SASLPassword != "" {
-			add("KAFKA_SASL_MECHANISM: required when KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+			bad("SASLMechanism", "required when %s or %s is set (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)", user, pass)
 		}
 	case SASLOAuthBearer:
 		if c.SASLUsername != "" || c.SASLPassword != "" {
-			add("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: not used with KAFKA_SASL_MECHANISM=OAUTHBEARER (the token comes from the Entra ID credential): remove them")
+			errs = append(errs, fmt.Errorf("%s / %s: not used with %s=OAUTHBEARER (the token comes from the Entra ID credential): remove them", user, pass, mechName))
 		}
 		if !c.TLS && !loopbackOnly(c.Brokers) {
-			add("KAFKA_TLS: OAUTHBEARER sends a bearer token, so TLS is required unless every broker is a loopback address")
+			bad("TLS", "OAUTHBEARER sends a bearer token, so TLS is required unless every broker is a loopback address")
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if c.SASLUsername == "" {
-			add("KAFKA_SASL_USERNAME: required with KAFKA_SASL_MECHANISM=%s", mech)
+			bad("SASLUsername", "required with %s=%s", mechName, mech)
 		}
 		if c.SASLPassword == "" {
-			add("KAFKA_SASL_PASSWORD: required with KAFKA_SASL_MECHANISM=%s", mech)
+			bad("SASLPassword", "required with %s=%s", mechName, mech)
 		}
 		if c.SASLUsername != "" && c.SASLPassword != "" {
 			if _, err := c.saslMechanism(); err != nil {
@@ -227,49 +226,37 @@ func (c Config) Validate() error {
 			}
 		}
 	default:
-		add("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.SASLMechanism)
+		bad("SASLMechanism", "%q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.SASLMechanism)
 	}
 
-	if !c.TLS {
-		for _, f := range []struct{ env, val string }{
-			{"KAFKA_TLS_CA_FILE", c.TLSCAFile}, {"KAFKA_TLS_CERT_FILE", c.TLSCertFile}, {"KAFKA_TLS_KEY_FILE", c.TLSKeyFile}, {"KAFKA_TLS_KEY_PASSWORD", c.TLSKeyPassword},
+	if !c.TLS && c.TLSConfig == nil {
+		for _, f := range []struct{ key, val string }{
+			{"TLSCAFile", c.TLSCAFile}, {"TLSCertFile", c.TLSCertFile}, {"TLSKeyFile", c.TLSKeyFile}, {"TLSKeyPassword", c.TLSKeyPassword},
 		} {
 			if f.val != "" {
-				add("%s: set but KAFKA_TLS is off (set KAFKA_TLS=true)", f.env)
+				bad(f.key, "set but %s is off (set %s=true)", tlsName, tlsName)
 			}
 		}
 	} else if _, err := c.tlsConfig(); err != nil {
 		errs = append(errs, err)
 	}
 
-	if c.TopicPartitions < 1 {
-		add("KAFKA_TOPIC_PARTITIONS: must be at least 1, got %d", c.TopicPartitions)
+	if c.TopicPartitions < 0 {
+		bad("TopicPartitions", "must be at least 1, got %d", c.TopicPartitions)
 	}
-	if c.TopicReplicationFactor != -1 && c.TopicReplicationFactor < 1 {
-		add("KAFKA_TOPIC_REPLICATION_FACTOR: must be -1 (broker default) or at least 1, got %d", c.TopicReplicationFactor)
+	if c.TopicReplicationFactor != -1 && c.TopicReplicationFactor < 1 && c.TopicPartitions > 0 {
+		bad("TopicReplicationFactor", "must be -1 (broker default) or at least 1, got %d", c.TopicReplicationFactor)
 	}
 	for k, v := range c.TopicConfig {
 		if k == "" || v == "" {
-			add("KAFKA_TOPIC_CONFIG: %q=%q is not key=value", k, v)
+			bad("TopicConfig", "%q=%q is not key=value", k, v)
 		}
 	}
-	if c.MaxMessageBytes < MinMaxMessageBytes || c.MaxMessageBytes > MaxMaxMessageBytes {
-		add("KAFKA_MAX_MESSAGE_BYTES: %d is out of range %d..%d", c.MaxMessageBytes, MinMaxMessageBytes, MaxMaxMessageBytes)
+	if c.MaxMessageBytes != 0 && (c.MaxMessageBytes < MinMaxMessageBytes || c.MaxMessageBytes > MaxMaxMessageBytes) {
+		bad("MaxMessageBytes", "%d is out of range %d..%d", c.MaxMessageBytes, MinMaxMessageBytes, MaxMaxMessageBytes)
 	}
-	if c.BatchBytes < 1 {
-		add("KAFKA_BATCH_BYTES: must be positive, got %d", c.BatchBytes)
-	}
-	if c.BatchTimeout <= 0 {
-		add("KAFKA_BATCH_TIMEOUT: must be positive, got %s", c.BatchTimeout)
-	}
-	if c.WriteTimeout <= 0 {
-		add("KAFKA_WRITE_TIMEOUT: must be positive, got %s", c.WriteTimeout)
-	}
-	if c.DialTimeout <= 0 {
-		add("KAFKA_DIAL_TIMEOUT: must be positive, got %s", c.DialTimeout)
-	}
-	if c.RetryMaxElapsed <= 0 {
-		add("KAFKA_RETRY_MAX_ELAPSED: must be positive, got %s", c.RetryMaxElapsed)
+	if c.RetryMaxElapsed < 0 {
+		bad("RetryMaxElapsed", "must be positive, got %s", c.RetryMaxElapsed)
 	}
 	return errors.Join(errs...)
 }
@@ -326,51 +313,53 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	if c.TLSCAFile != "" {
 		pem, err := os.ReadFile(c.TLSCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %w", err)
+			return nil, fmt.Errorf("%s: %w", c.name("TLSCAFile"), err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %s holds no PEM certificate", c.TLSCAFile)
+			return nil, fmt.Errorf("%s: %s holds no PEM certificate", c.name("TLSCAFile"), c.TLSCAFile)
 		}
 		cfg.RootCAs = pool
 	}
 	switch {
 	case c.TLSCertFile != "" && c.TLSKeyFile == "":
-		return nil, errors.New("KAFKA_TLS_KEY_FILE: required with KAFKA_TLS_CERT_FILE")
+		return nil, fmt.Errorf("%s: required with %s", c.name("TLSKeyFile"), c.name("TLSCertFile"))
 	case c.TLSCertFile == "" && c.TLSKeyFile != "":
-		return nil, errors.New("KAFKA_TLS_CERT_FILE: required with KAFKA_TLS_KEY_FILE")
+		return nil, fmt.Errorf("%s: required with %s", c.name("TLSCertFile"), c.name("TLSKeyFile"))
 	case c.TLSCertFile != "":
-		for _, f := range []struct{ env, path string }{{"KAFKA_TLS_CERT_FILE", c.TLSCertFile}, {"KAFKA_TLS_KEY_FILE", c.TLSKeyFile}} {
+		for _, f := range []struct{ key, path string }{{"TLSCertFile", c.TLSCertFile}, {"TLSKeyFile", c.TLSKeyFile}} {
 			if _, err := os.Stat(f.path); err != nil {
-				return nil, fmt.Errorf("%s: %w", f.env, err)
+				return nil, fmt.Errorf("%s: %w", c.name(f.key), err)
 			}
 		}
 		certPEM, err := os.ReadFile(c.TLSCertFile)
 		if err != nil {
-			return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE: %w", err)
+			return nil, fmt.Errorf("%s: %w", c.name("TLSCertFile"), err)
 		}
 		keyPEM, err := os.ReadFile(c.TLSKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("KAFKA_TLS_KEY_FILE: %w", err)
+			return nil, fmt.Errorf("%s: %w", c.name("TLSKeyFile"), err)
 		}
-		if keyPEM, err = decryptKey(keyPEM, c.TLSKeyPassword); err != nil {
+		if keyPEM, err = c.decryptKey(keyPEM); err != nil {
 			return nil, err
 		}
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			// crypto/tls errors describe the PEM structure, never key bytes.
-			return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE / KAFKA_TLS_KEY_FILE: %w", err)
+			return nil, fmt.Errorf("%s / %s: %w", c.name("TLSCertFile"), c.name("TLSKeyFile"), err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	case c.TLSKeyPassword != "":
-		return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: set but there is no KAFKA_TLS_KEY_FILE")
+		return nil, fmt.Errorf("%s: set but there is no %s", c.name("TLSKeyPassword"), c.name("TLSKeyFile"))
 	}
 	return cfg, nil
 }
 
 // decryptKey returns the PEM private key of keyPEM, decrypted with
 // password when it is encrypted. Errors name the setting to fix.
-func decryptKey(keyPEM []byte, password string) ([]byte, error) {
+func (c Config) decryptKey(keyPEM []byte) ([]byte, error) {
+	password := c.TLSKeyPassword
+	pw, file := c.name("TLSKeyPassword"), c.name("TLSKeyFile")
 	block, _ := pem.Decode(keyPEM)
 	if block == nil {
 		return keyPEM, nil // tls.X509KeyPair says what is wrong with it
@@ -380,33 +369,33 @@ func decryptKey(keyPEM []byte, password string) ([]byte, error) {
 	encrypted := legacy || block.Type == "ENCRYPTED PRIVATE KEY"
 	switch {
 	case !encrypted && password != "":
-		return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: set, but KAFKA_TLS_KEY_FILE is not encrypted: remove the password")
+		return nil, fmt.Errorf("%s: set, but %s is not encrypted: remove the password", pw, file)
 	case !encrypted:
 		return keyPEM, nil
 	case password == "":
-		return nil, errors.New("KAFKA_TLS_KEY_FILE: the key is encrypted: set KAFKA_TLS_KEY_PASSWORD (or KAFKA_TLS_KEY_PASSWORD_FILE)")
+		return nil, fmt.Errorf("%s: the key is encrypted: set %s (or %s)", file, pw, c.Names.Of("wire.TLSKeyPassword.file"))
 	}
 	var key any
 	if legacy {
 		//lint:ignore SA1019 see above
 		der, err := x509.DecryptPEMBlock(block, []byte(password))
 		if err != nil {
-			return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: wrong password for KAFKA_TLS_KEY_FILE")
+			return nil, fmt.Errorf("%s: wrong password for %s", pw, file)
 		}
 		if key, err = parsePrivateKey(der); err != nil {
-			return nil, fmt.Errorf("KAFKA_TLS_KEY_FILE: %w", err)
+			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 	} else {
 		k, err := pkcs8.ParsePKCS8PrivateKey(block.Bytes, []byte(password))
 		if err != nil {
 			// A wrong password makes the decrypted bytes unparseable.
-			return nil, errors.New("KAFKA_TLS_KEY_PASSWORD: wrong password for KAFKA_TLS_KEY_FILE (or a key encryption that cannot be read)")
+			return nil, fmt.Errorf("%s: wrong password for %s (or a key encryption that cannot be read)", pw, file)
 		}
 		key = k
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("KAFKA_TLS_KEY_FILE: %w", err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
@@ -468,16 +457,7 @@ func configEntries(configs map[string]string) []kafka.ConfigEntry {
 // sizeSettings names the settings of a created topic's size, for the
 // message of a topic the brokers refused to create.
 func (c Config) sizeSettings() string {
-	var names []string
-	for _, n := range []string{c.Names.TopicPartitions, c.Names.TopicReplicationFactor} {
-		if n != "" {
-			names = append(names, n)
-		}
-	}
-	if len(names) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(names, ", ") + ")"
+	return " (" + c.name("TopicPartitions") + ", " + c.name("TopicReplicationFactor") + ")"
 }
 
 // saslMechanism builds the SASL mechanism (nil when none is configured).
@@ -490,20 +470,20 @@ func (c Config) saslMechanism() (sasl.Mechanism, error) {
 	case SASLScramSHA256:
 		m, err := scram.Mechanism(scram.SHA256, c.SASLUsername, c.SASLPassword)
 		if err != nil { // the SASLprep error may quote the password: leave it out
-			return nil, errors.New("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: not usable with SCRAM-SHA-256 (SASLprep failed)")
+			return nil, fmt.Errorf("%s / %s: not usable with SCRAM-SHA-256 (SASLprep failed)", c.name("SASLUsername"), c.name("SASLPassword"))
 		}
 		return m, nil
 	case SASLScramSHA512:
 		m, err := scram.Mechanism(scram.SHA512, c.SASLUsername, c.SASLPassword)
 		if err != nil { // the SASLprep error may quote the password: leave it out
-			return nil, errors.New("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: not usable with SCRAM-SHA-512 (SASLprep failed)")
+			return nil, fmt.Errorf("%s / %s: not usable with SCRAM-SHA-512 (SASLprep failed)", c.name("SASLUsername"), c.name("SASLPassword"))
 		}
 		return m, nil
 	case SASLOAuthBearer:
 		if c.OAuthToken == nil {
-			return nil, errors.New("KAFKA_SASL_MECHANISM=OAUTHBEARER: no token source (producer.Config.OAuthToken)")
+			return nil, fmt.Errorf("%s=OAUTHBEARER: no token source (Config.OAuthToken)", c.name("SASLMechanism"))
 		}
-		return &oauthBearer{token: c.OAuthToken, scope: c.OAuthScope}, nil
+		return &oauthBearer{token: c.OAuthToken, scope: c.OAuthScope, scopeName: c.name("OAuthScope")}, nil
 	}
-	return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.SASLMechanism)
+	return nil, fmt.Errorf("%s: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.name("SASLMechanism"), c.SASLMechanism)
 }

@@ -24,12 +24,13 @@ type Kafka struct {
 // NewKafka validates cfg and builds the Kafka side. It makes no network
 // call; connections are opened on first use.
 func NewKafka(cfg Config, log zerolog.Logger) (*Kafka, error) {
+	cfg = cfg.withTuning()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	codec, err := compressionCodec(cfg.Compression)
 	if err != nil {
-		return nil, fmt.Errorf("KAFKA_COMPRESSION: %w", err)
+		return nil, fmt.Errorf("%s: %w", cfg.name("Compression"), err)
 	}
 	transport, err := NewTransport(cfg)
 	if err != nil {

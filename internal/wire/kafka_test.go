@@ -80,7 +80,7 @@ func TestEnsureTopicCreationRefused(t *testing.T) {
 }
 
 func TestEnsureTopicBrokerUnreachable(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := testConfig(nil)
 	cfg.Brokers = []string{"127.0.0.1:1"} // nothing listens there
 	cfg.DialTimeout = time.Second
 	k, err := NewKafka(cfg, zerolog.Nop())
@@ -110,7 +110,7 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestConfigValidate(t *testing.T) {
 	bogusPEM := writeFile(t, "bogus.pem", "not a certificate")
-	base := DefaultConfig()
+	base := testConfig(nil)
 	base.Brokers = []string{"127.0.0.1:9092", "kafka-1.example.com:9093"}
 	if err := base.Validate(); err != nil {
 		t.Fatalf("defaults with brokers: %v", err)
@@ -118,7 +118,7 @@ func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
 		mod  func(*Config)
-		env  string // "" = valid
+		env  string // the field the error names; "" = valid
 	}{
 		{"scram 512", func(c *Config) { c.SASLMechanism, c.SASLUsername, c.SASLPassword = "scram-sha-512", "u", "p" }, ""},
 		{"event hubs", func(c *Config) {
@@ -143,14 +143,10 @@ func TestConfigValidate(t *testing.T) {
 		{"key without cert", func(c *Config) { c.TLS, c.TLSKeyFile = true, bogusPEM }, "KAFKA_TLS_CERT_FILE"},
 		{"cert missing", func(c *Config) { c.TLS, c.TLSCertFile, c.TLSKeyFile = true, "/nonexistent/c.pem", bogusPEM }, "KAFKA_TLS_CERT_FILE"},
 		{"bad key pair", func(c *Config) { c.TLS, c.TLSCertFile, c.TLSKeyFile = true, bogusPEM, bogusPEM }, "KAFKA_TLS_CERT_FILE"},
-		{"partitions 0", func(c *Config) { c.TopicPartitions = 0 }, "KAFKA_TOPIC_PARTITIONS"},
+		{"partitions -1", func(c *Config) { c.TopicPartitions = -1 }, "KAFKA_TOPIC_PARTITIONS"},
 		{"replication 0", func(c *Config) { c.TopicReplicationFactor = 0 }, "KAFKA_TOPIC_REPLICATION_FACTOR"},
 		{"max message tiny", func(c *Config) { c.MaxMessageBytes = 10 }, "KAFKA_MAX_MESSAGE_BYTES"},
-		{"batch bytes 0", func(c *Config) { c.BatchBytes = 0 }, "KAFKA_BATCH_BYTES"},
-		{"batch timeout 0", func(c *Config) { c.BatchTimeout = 0 }, "KAFKA_BATCH_TIMEOUT"},
-		{"write timeout 0", func(c *Config) { c.WriteTimeout = 0 }, "KAFKA_WRITE_TIMEOUT"},
-		{"dial timeout 0", func(c *Config) { c.DialTimeout = 0 }, "KAFKA_DIAL_TIMEOUT"},
-		{"retry 0", func(c *Config) { c.RetryMaxElapsed = 0 }, "KAFKA_RETRY_MAX_ELAPSED"},
+		{"retry -1", func(c *Config) { c.RetryMaxElapsed = -time.Second }, "TVM2KAFKA_RETRY_MAX_ELAPSED"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +172,20 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigErrorsNameTheFieldsWithoutNames: a Config without Names
+// names its own fields, also where a message refers to another one.
+func TestConfigErrorsNameTheFieldsWithoutNames(t *testing.T) {
+	cfg := testConfig([]string{"kafka"})
+	cfg.Names = nil
+	cfg.SASLMechanism, cfg.SASLPassword = "PLAIN", "p"
+	err := cfg.Validate()
+	for _, want := range []string{`Brokers: "kafka" is not host:port`, "SASLUsername: required with SASLMechanism=PLAIN"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want %q", err, want)
+		}
+	}
+}
+
 func TestSASLAgainstKfake(t *testing.T) {
 	for _, mech := range []string{SASLPlain, SASLScramSHA256, SASLScramSHA512} {
 		t.Run(mech, func(t *testing.T) {
@@ -187,7 +197,7 @@ func TestSASLAgainstKfake(t *testing.T) {
 			}
 
 			var logs testutil.SyncBuffer
-			cfg := DefaultConfig()
+			cfg := testConfig(nil)
 			cfg.Brokers, cfg.Topic, cfg.DialTimeout = c.ListenAddrs(), "records", 2*time.Second
 			cfg.SASLMechanism, cfg.SASLUsername, cfg.SASLPassword = mech, "alice", "wrong-"+password
 			bad, err := NewKafka(cfg, zerolog.New(&logs).Level(zerolog.DebugLevel))
@@ -262,7 +272,7 @@ func TestEnsureRefusesTopicsThatAreNotCompacted(t *testing.T) {
 	create("both-forever", map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "-1"})
 	create("compacted", map[string]string{"cleanup.policy": "compact"})
 	for name, ok := range map[string]bool{"plain": false, "both": false, "both-forever": true, "compacted": true} {
-		n, created, err := k.EnsureCompacted(ctx, name, 3, -1, "KAFKA_TABLE_TOPIC")
+		n, created, err := k.EnsureCompacted(ctx, name, 3, -1)
 		var ce *PolicyError
 		switch {
 		case ok && (err != nil || n != 5 || created):
@@ -273,7 +283,7 @@ func TestEnsureRefusesTopicsThatAreNotCompacted(t *testing.T) {
 	}
 	// A missing topic is created compacted: the next run accepts it.
 	for _, want := range []bool{true, false} {
-		if n, created, err := k.EnsureCompacted(ctx, "fresh", 3, -1, "KAFKA_TABLE_TOPIC"); err != nil || n != 3 || created != want {
+		if n, created, err := k.EnsureCompacted(ctx, "fresh", 3, -1); err != nil || n != 3 || created != want {
 			t.Fatalf("missing topic: %d partitions, created %v, %v; want 3 partitions, created %v", n, created, err, want)
 		}
 	}

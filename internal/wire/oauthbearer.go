@@ -26,7 +26,9 @@ type OAuthToken func(ctx context.Context) (token string, expiresOn time.Time, er
 // the token.
 type oauthBearer struct {
 	token OAuthToken
-	scope string // for error messages: KAFKA_OAUTH_SCOPE as configured
+	scope string // for error messages: the scope as configured
+	// scopeName names the setting of the scope in error messages.
+	scopeName string
 }
 
 func (m *oauthBearer) Name() string { return SASLOAuthBearer }
@@ -38,11 +40,11 @@ func (m *oauthBearer) Start(ctx context.Context) (sasl.StateMachine, []byte, err
 	}
 	// GS2 header "n,,", then the auth key-value and the closing ^A^A.
 	ir := []byte("n,,\x01auth=Bearer " + tok + "\x01\x01")
-	return &oauthSession{token: tok, scope: m.scope}, ir, nil
+	return &oauthSession{token: tok, scope: m.scope, scopeName: m.scopeName}, ir, nil
 }
 
 type oauthSession struct {
-	token, scope string
+	token, scope, scopeName string
 }
 
 func (s *oauthSession) Next(_ context.Context, challenge []byte) (bool, []byte, error) {
@@ -61,8 +63,8 @@ func (s *oauthSession) Next(_ context.Context, challenge []byte) (bool, []byte, 
 		doc.Status = "no status"
 	}
 	aud, iss := tokenClaims(s.token)
-	return false, nil, fmt.Errorf("%w: the brokers refused the OAUTHBEARER token (%s): it was issued for audience %s by %s for the scope %s; check KAFKA_OAUTH_SCOPE (its default is https://<host of the first broker>/.default) and the audience and issuer the brokers expect",
-		kafka.SASLAuthenticationFailed, doc.Status, orUnknown(aud), orUnknown(iss), s.scope)
+	return false, nil, fmt.Errorf("%w: the brokers refused the OAUTHBEARER token (%s): it was issued for audience %s by %s for the scope %s; check %s (its default is https://<host of the first broker>/.default) and the audience and issuer the brokers expect",
+		kafka.SASLAuthenticationFailed, doc.Status, orUnknown(aud), orUnknown(iss), s.scope, s.scopeName)
 }
 
 // tokenClaims reads the audience and issuer of a JWT without verifying

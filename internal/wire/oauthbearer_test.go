@@ -20,7 +20,7 @@ func jwtWith(payload string) string {
 func TestOAuthBearerMessages(t *testing.T) {
 	tok := jwtWith(`{"aud":"https://wrong.example","iss":"https://sts.windows.net/t/","sub":"app"}`)
 	calls := 0
-	m := &oauthBearer{scope: "https://wrong.example/.default", token: func(context.Context) (string, time.Time, error) {
+	m := &oauthBearer{scope: "https://wrong.example/.default", scopeName: "KAFKA_OAUTH_SCOPE", token: func(context.Context) (string, time.Time, error) {
 		calls++
 		return tok, time.Now().Add(time.Hour), nil
 	}}

@@ -81,7 +81,7 @@ func TestEncryptedClientKey(t *testing.T) {
 		{"password for a plain key", plain, password, "KAFKA_TLS_KEY_PASSWORD: set, but KAFKA_TLS_KEY_FILE is not encrypted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultConfig()
+			c := testConfig(nil)
 			c.Brokers = []string{"127.0.0.1:9093"}
 			c.TLS, c.TLSCertFile, c.TLSKeyFile, c.TLSKeyPassword = true, cert, tc.key, tc.password
 			err := c.Validate()
@@ -104,7 +104,7 @@ func TestEncryptedClientKey(t *testing.T) {
 		})
 	}
 	// The decrypted key works in a real TLS handshake that asks for it.
-	c := DefaultConfig()
+	c := testConfig(nil)
 	c.TLS, c.TLSCertFile, c.TLSKeyFile, c.TLSKeyPassword = true, cert, p8, password
 	clientTLS, err := c.tlsConfig()
 	if err != nil {
