@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/rs/zerolog"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
@@ -108,7 +109,9 @@ type Marker struct {
 // Stage collects the records of one partition's share of one run while it
 // is read. Add is called in offset order for every record of the run
 // between its snapshot-start and its snapshot-end; r's slices are valid
-// only during the call. A stage that is discarded is simply dropped.
+// only during the call. A stage whose share is thrown away is handed to
+// Handler.Discard (Discard.Stage), so that what it kept can be rolled
+// back.
 type Stage interface {
 	Add(r *Record) error
 }
@@ -182,8 +185,10 @@ type Discard struct {
 	// Marker is the marker that ended the share: the abort, the end with
 	// the wrong count, or the newer start.
 	Marker Marker
-	// Staged is the number of records staged until then.
+	// Staged is the number of records staged until then, Stage the stage
+	// that holds them (to roll back what it kept).
 	Staged int64
+	Stage  Stage
 }
 
 // Handler receives what a Reader finds. Every field is optional. Calls are
@@ -219,7 +224,7 @@ type PartitionStatus struct {
 // its snapshot-start, its snapshot-end, and partitionRecords records of the
 // run between them.
 func (p *PartitionStatus) Complete() bool {
-	return p.Start != nil && p.Finish != nil && p.Finish.Marker.Marker == schema.MarkerEnd &&
+	return p.Start != nil && p.Finish != nil && p.Finish.Marker.Kind == schema.MarkerEnd &&
 		p.Finish.PartitionRecords != nil && *p.Finish.PartitionRecords == p.Records
 }
 
@@ -324,6 +329,9 @@ func (r *Reader) Read(ctx context.Context, h Handler) (*Status, error) {
 
 // Follow reads like Read and then keeps reading new messages as they are
 // written, until ctx is done; it returns ctx's error or the first failure.
+// Every partition is followed at once, and Concurrency bounds the fetches
+// in flight (a partition waits its turn, so that a topic with many
+// partitions does not hold as many fetch responses in memory).
 func (r *Reader) Follow(ctx context.Context, h Handler) error {
 	parts, err := r.k.Partitions(ctx, r.cfg.Topic)
 	if err != nil {
@@ -332,10 +340,12 @@ func (r *Reader) Follow(ctx context.Context, h Handler) error {
 	if err := r.init(ctx, parts); err != nil {
 		return err
 	}
+	scan := *r.scan
+	scan.Gate = semaphore.NewWeighted(int64(r.cfg.Concurrency))
 	g, gctx := errgroup.WithContext(ctx)
 	for _, ps := range r.parts {
 		g.Go(func() error {
-			return r.scan.Scan(gctx, ps.status.Partition, ps.next, -1, func(m *wire.Message) error {
+			return scan.Scan(gctx, ps.status.Partition, ps.next, -1, func(m *wire.Message) error {
 				return r.handle(gctx, ps, m, h)
 			})
 		})
@@ -425,14 +435,14 @@ func (r *Reader) handle(ctx context.Context, ps *partState, m *wire.Message, h H
 		return nil
 	}
 	mk.Offset, mk.Timestamp = m.Offset, m.Time
-	switch mk.Marker.Marker {
+	switch mk.Marker.Kind {
 	case schema.MarkerStart:
 		if ps.open != nil && ps.open.runID == mk.RunID {
 			return nil // the same start again
 		}
 		if old := ps.open; old != nil {
 			ps.open = nil
-			if err := r.discard(ctx, h, Discard{Partition: m.Partition, RunID: old.runID, Reason: Superseded, Marker: mk, Staged: old.count}); err != nil {
+			if err := r.discard(ctx, h, Discard{Partition: m.Partition, RunID: old.runID, Reason: Superseded, Marker: mk, Staged: old.count, Stage: old.stage}); err != nil {
 				return err
 			}
 		}
@@ -458,11 +468,11 @@ func (r *Reader) handle(ctx context.Context, ps *partState, m *wire.Message, h H
 		finish := mk
 		ps.status.Finish = &finish
 		r.mu.Unlock()
-		if mk.Marker.Marker == schema.MarkerAbort {
-			return r.discard(ctx, h, Discard{Partition: m.Partition, RunID: st.runID, Reason: Aborted, Marker: mk, Staged: st.count})
+		if mk.Marker.Kind == schema.MarkerAbort {
+			return r.discard(ctx, h, Discard{Partition: m.Partition, RunID: st.runID, Reason: Aborted, Marker: mk, Staged: st.count, Stage: st.stage})
 		}
 		if mk.PartitionRecords == nil || *mk.PartitionRecords != st.count {
-			return r.discard(ctx, h, Discard{Partition: m.Partition, RunID: st.runID, Reason: CountMismatch, Marker: mk, Staged: st.count})
+			return r.discard(ctx, h, Discard{Partition: m.Partition, RunID: st.runID, Reason: CountMismatch, Marker: mk, Staged: st.count, Stage: st.stage})
 		}
 		share := &Share{
 			Partition: m.Partition, RunID: st.runID, Export: st.start.Export, GeneratedTime: st.start.GeneratedTime,

@@ -54,7 +54,7 @@ func checkSnapshot(t *testing.T, snap *consumer.Snapshot, run string, partitions
 		want[id] = line
 	}
 	for p, s := range snap.Shares {
-		if s.Partition != p || s.RunID != run || s.Count != int64(len(s.Records)) || s.Start.Marker.Marker != schema.MarkerStart || s.End.Marker.Marker != schema.MarkerEnd {
+		if s.Partition != p || s.RunID != run || s.Count != int64(len(s.Records)) || s.Start.Marker.Kind != schema.MarkerStart || s.End.Marker.Kind != schema.MarkerEnd {
 			t.Fatalf("share %d: %+v", p, s)
 		}
 		for _, r := range s.Records {
@@ -170,7 +170,7 @@ func TestReadStartsAtTheNewestSnapshotAndReadsAboutOne(t *testing.T) {
 		t.Fatalf("%d snapshots, %d discards", len(ev.snapshots), len(ev.discards))
 	}
 	for _, ps := range st.Partitions {
-		if ps.RunID != "r10" || ps.Finish == nil || ps.Finish.Marker.Marker != schema.MarkerAbort || ps.Complete() {
+		if ps.RunID != "r10" || ps.Finish == nil || ps.Finish.Marker.Kind != schema.MarkerAbort || ps.Complete() {
 			t.Fatalf("status %+v", ps)
 		}
 	}

@@ -68,7 +68,7 @@ func (b *topicBuilder) marker(run string, kind schema.MarkerKind, only ...int) {
 		}
 	}
 	for _, p := range parts {
-		mk := schema.Marker{Marker: kind, Export: schema.ExportInfoGathering, GeneratedTime: "2026-11-27T10:01:00Z",
+		mk := schema.Marker{Kind: kind, Export: schema.ExportInfoGathering, GeneratedTime: "2026-11-27T10:01:00Z",
 			RunID: run, Partition: p, Partitions: b.n, Parts: 1, Time: time.Now().UTC()}
 		switch kind {
 		case schema.MarkerEnd:

@@ -33,17 +33,17 @@ func (r *Reader) locate(ctx context.Context, p wire.Partition) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if last != nil && last.Marker == schema.MarkerStart {
+	if last != nil && last.Kind == schema.MarkerStart {
 		return p.End - 1, nil
 	}
-	if last != nil && last.Marker == schema.MarkerEnd && last.PartitionRecords != nil {
+	if last != nil && last.Kind == schema.MarkerEnd && last.PartitionRecords != nil {
 		at := p.End - 1 - *last.PartitionRecords - 1
 		if at >= p.First {
 			start, err := r.markerAt(ctx, p, at)
 			if err != nil {
 				return 0, err
 			}
-			if start != nil && start.Marker == schema.MarkerStart && start.RunID == last.RunID {
+			if start != nil && start.Kind == schema.MarkerStart && start.RunID == last.RunID {
 				return at, nil
 			}
 		}

@@ -109,8 +109,8 @@ func decodeMarker(t testing.TB, r *kgo.Record) schema.Marker {
 		t.Fatalf("marker value %s: %v", r.Value, err)
 	}
 	kind, _ := recHeader(r, schema.HeaderMarker)
-	if kind != string(m.Marker) {
-		t.Fatalf("marker header %q != value marker %q", kind, m.Marker)
+	if kind != string(m.Kind) {
+		t.Fatalf("marker header %q != value marker %q", kind, m.Kind)
 	}
 	return m
 }

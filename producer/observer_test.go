@@ -80,8 +80,8 @@ func TestObserverSeesEveryPublishedRecordOnceThenCompletion(t *testing.T) {
 	obs.atDone = func() {
 		// Every partition's last message is the run's snapshot-end.
 		for p, prs := range byPartition(readTopic(t, c.ListenAddrs(), "records"), partitions) {
-			if last := decodeMarker(t, prs[len(prs)-1]); last.Marker != schema.MarkerEnd {
-				t.Errorf("Complete called while partition %d ends with %s", p, last.Marker)
+			if last := decodeMarker(t, prs[len(prs)-1]); last.Kind != schema.MarkerEnd {
+				t.Errorf("Complete called while partition %d ends with %s", p, last.Kind)
 			}
 		}
 	}

@@ -423,7 +423,7 @@ func (s *Snapshot) writeMarkers(ctx context.Context, w *wire.Writer, kind schema
 	}
 	for p := range s.cfg.Partitions {
 		m := schema.Marker{
-			Marker:        kind,
+			Kind:          kind,
 			Export:        s.cfg.Manifest.Export,
 			GeneratedTime: s.cfg.Manifest.GeneratedTime,
 			RunID:         s.cfg.RunID,

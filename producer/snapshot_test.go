@@ -90,10 +90,10 @@ func checkSnapshot(t *testing.T, recs []*kgo.Record, partitions int, m schema.Ma
 				}
 			}
 		}
-		if start.Marker != schema.MarkerStart || start.Records != nil || start.Reason != "" {
+		if start.Kind != schema.MarkerStart || start.Records != nil || start.Reason != "" {
 			t.Errorf("partition %d: first message is %+v, want snapshot-start", p, start)
 		}
-		if end.Marker != schema.MarkerEnd || end.Records == nil || end.PartitionRecords == nil || end.Rejected == nil {
+		if end.Kind != schema.MarkerEnd || end.Records == nil || end.PartitionRecords == nil || end.Rejected == nil {
 			t.Fatalf("partition %d: last message is %+v, want snapshot-end with counts", p, end)
 		}
 		inPart := int64(0)
@@ -366,7 +366,7 @@ func checkAborted(t *testing.T, recs []*kgo.Record, partitions int, runID string
 			t.Fatalf("partition %d holds %d messages, want start and abort", p, len(prs))
 		}
 		start, last := decodeMarker(t, prs[0]), decodeMarker(t, prs[len(prs)-1])
-		if start.Marker != schema.MarkerStart || last.Marker != schema.MarkerAbort || last.RunID != runID || last.Reason == "" || last.Partition != p {
+		if start.Kind != schema.MarkerStart || last.Kind != schema.MarkerAbort || last.RunID != runID || last.Reason == "" || last.Partition != p {
 			t.Errorf("partition %d: first %+v, last %+v, want start … abort with a reason", p, start, last)
 		}
 		if last.Records != nil {

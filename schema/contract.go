@@ -43,7 +43,7 @@ const (
 // Marker is the JSON value of a marker message. Records, PartitionRecords
 // and Rejected are set on snapshot-end only; Reason on snapshot-abort only.
 type Marker struct {
-	Marker           MarkerKind `json:"marker"`
+	Kind             MarkerKind `json:"marker"`
 	Export           string     `json:"export"`
 	GeneratedTime    string     `json:"generatedTime"`
 	RunID            string     `json:"runId"`

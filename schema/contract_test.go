@@ -98,7 +98,7 @@ func TestNewManifestErrors(t *testing.T) {
 
 func TestMarkerJSON(t *testing.T) {
 	n := int64(5)
-	end, err := json.Marshal(Marker{Marker: MarkerEnd, Export: ExportInfoGathering, Records: &n, PartitionRecords: &n, Rejected: new(int64)})
+	end, err := json.Marshal(Marker{Kind: MarkerEnd, Export: ExportInfoGathering, Records: &n, PartitionRecords: &n, Rejected: new(int64)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestMarkerJSON(t *testing.T) {
 	if _, ok := got["reason"]; ok {
 		t.Errorf("snapshot-end has reason: %s", end)
 	}
-	start, err := json.Marshal(Marker{Marker: MarkerStart})
+	start, err := json.Marshal(Marker{Kind: MarkerStart})
 	if err != nil {
 		t.Fatal(err)
 	}

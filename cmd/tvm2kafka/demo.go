@@ -16,9 +16,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/tvm2kafka/tvm2kafka/consumer"
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
-	"github.com/tvm2kafka/tvm2kafka/internal/verify"
 )
 
 // demoToken is the bearer token the embedded Defender API accepts.
@@ -103,52 +103,72 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out := snapshot(ctx, cfg, runEnv{command: "demo", progress: newProgress(term, 10*time.Second)}, log)
 	res, code := out.Res, exitCode(out)
 
-	// Read the topic back as a consumer would, with another client.
+	// Read the topic back as a consumer would: the consumer package's
+	// Reader and its verdict, as `tvm2kafka verify` gives it.
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	msgs, n, err := verify.ReadTopic(rctx, brokers, cfg.kafka.Topic)
+	r, err := consumer.NewReader(consumer.Config{Brokers: brokers, Topic: cfg.kafka.Topic,
+		NewStage: func(int, consumer.Marker) consumer.Stage { return countOnly{} }})
 	if err != nil {
 		fmt.Fprintf(stderr, "tvm2kafka demo: reading the topic back: %v\n", err)
 		return exitFailed
 	}
-	rep := verify.Check(msgs, n)
-	run := rep.Run(res.RunID)
-	printDemoSummary(stdout, cfg.kafka.Topic, rep, run, d.Devices)
+	defer r.Close()
+	st, err := r.Read(rctx, consumer.Handler{})
+	if err != nil {
+		fmt.Fprintf(stderr, "tvm2kafka demo: reading the topic back: %v\n", err)
+		return exitFailed
+	}
+	v := st.Verdict()
+	ok := v.Complete && v.RunID == res.RunID && v.Records == int64(d.Devices)
+	printDemoSummary(stdout, cfg.kafka.Topic, v, res.RunID, d.Devices, ok)
 	if code != exitOK {
 		return code
 	}
-	if run == nil || !run.Complete || run.Records != int64(d.Devices) {
+	if !ok {
 		return exitFailed
 	}
 	return exitOK
 }
 
-func printDemoSummary(w io.Writer, topic string, rep *verify.Report, run *verify.Run, devices int) {
-	fmt.Fprintf(w, "\nVerification of topic %s (read back with an independent client):\n", topic)
-	if run == nil {
-		fmt.Fprintln(w, "  no message of this run was found in the topic: INCOMPLETE")
+func printDemoSummary(w io.Writer, topic string, v *consumer.Verdict, runID string, devices int, ok bool) {
+	fmt.Fprintf(w, "\nVerification of topic %s (read back with the consumer package, as tvm2kafka verify does):\n", topic)
+	if v.RunID == "" || v.RunID != runID {
+		fmt.Fprintln(w, "  no snapshot of this run was found in the topic: INCOMPLETE")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "partition\trecords\tsnapshot-start\tsnapshot-end\t")
-	for p, n := range run.PerPartition {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t\n", p, n, yesNo(run.StartIn[p]), yesNo(run.EndIn[p]))
+	started, ended, aborted := 0, 0, 0
+	for _, p := range v.Partitions {
+		mine := p.RunID == runID
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t\n", p.Partition, p.Records, yesNo(mine && p.Start), yesNo(mine && p.End))
+		if mine && p.Start {
+			started++
+		}
+		if mine && p.End {
+			ended++
+		}
+		if mine && p.Aborted {
+			aborted++
+		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "  run %s, generatedTime %s, %d parts\n", run.RunID, run.GeneratedTime, run.Parts)
+	n := len(v.Partitions)
+	fmt.Fprintf(w, "  run %s, generatedTime %s, %d parts\n", v.RunID, v.GeneratedTime, v.Parts)
 	fmt.Fprintf(w, "  markers: snapshot-start on %d/%d partitions, snapshot-end on %d/%d, snapshot-abort on %d\n",
-		run.Started, rep.Partitions, run.Ended, rep.Partitions, run.Aborted)
+		started, n, ended, n, aborted)
 	fmt.Fprintf(w, "  records: %d read back, %d claimed by snapshot-end, %d devices generated, %d rejected\n",
-		run.Records, run.EndRecords, devices, run.EndRejected)
-	for i, p := range run.Problems {
+		v.Records, v.Claimed, devices, v.Rejected)
+	for i, p := range v.Problems {
 		if i == 10 {
-			fmt.Fprintf(w, "  … %d more problems\n", len(run.Problems)-10)
+			fmt.Fprintf(w, "  … %d more problems\n", len(v.Problems)-10)
 			break
 		}
 		fmt.Fprintf(w, "  problem: %s\n", p)
 	}
-	if run.Complete && run.Records == int64(devices) {
-		fmt.Fprintln(w, "  snapshot COMPLETE: every partition bracketed by start and end markers, every device once")
+	if ok {
+		fmt.Fprintln(w, "  snapshot COMPLETE: every partition bracketed by start and end markers with its partitionRecords records, every device counted")
 	} else {
 		fmt.Fprintln(w, "  snapshot INCOMPLETE")
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/consumer"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
-	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
 func printVerifyUsage(w io.Writer) {
@@ -193,89 +192,24 @@ type verifyPartition struct {
 // ok is the exit status decision: complete and, with --max-age, fresh.
 func (r *verifyReport) ok() bool { return r.Complete && !r.stale }
 
-// newVerifyReport picks the newest snapshot (the run whose snapshot-start
-// is the newest) and checks every partition against it.
+// newVerifyReport is the consumer's verdict on the newest snapshot, with
+// the age check of --max-age.
 func newVerifyReport(st *consumer.Status, maxAge time.Duration, now time.Time) *verifyReport {
-	rep := &verifyReport{Partitions: []verifyPartition{}}
-	// The newest run: the latest snapshot-start time, then the run found
-	// in most partitions.
-	var run string
-	var runTime time.Time
-	count := map[string]int{}
-	for _, ps := range st.Partitions {
-		if ps.Start != nil {
-			count[ps.RunID]++
-		}
+	v := st.Verdict()
+	rep := &verifyReport{Complete: v.Complete, Records: v.Records, Partitions: []verifyPartition{},
+		export: v.Export, parts: v.Parts, claimed: v.Claimed, rejected: v.Rejected, problems: v.Problems}
+	if v.RunID != "" {
+		id, gt := v.RunID, v.GeneratedTime
+		rep.RunID, rep.GeneratedTime = &id, &gt
 	}
-	for _, ps := range st.Partitions {
-		if ps.Start == nil {
-			continue
-		}
-		t := ps.Start.Time
-		if run == "" || t.After(runTime) || (t.Equal(runTime) && count[ps.RunID] > count[run]) {
-			run, runTime = ps.RunID, t
-		}
-	}
-	complete := run != ""
-	if run == "" {
-		rep.problems = append(rep.problems, "no snapshot: no partition holds a snapshot-start")
-	} else {
-		rep.RunID = &run
-	}
-	for _, ps := range st.Partitions {
-		vp := verifyPartition{Partition: ps.Partition, Records: ps.Records}
-		if ps.Start != nil {
-			id := ps.RunID
-			vp.RunID, vp.Start = &id, true
-			if ps.RunID == run && rep.GeneratedTime == nil {
-				gt := ps.Start.GeneratedTime
-				rep.GeneratedTime, rep.export, rep.parts = &gt, ps.Start.Export, ps.Start.Parts
-			}
-		}
-		if ps.Finish != nil {
-			switch ps.Finish.Marker.Marker {
-			case schema.MarkerEnd:
-				vp.End = true
-				vp.PartitionRecords = ps.Finish.PartitionRecords
-				if ps.RunID == run && ps.Finish.Records != nil {
-					rep.claimed = *ps.Finish.Records
-					if ps.Finish.Rejected != nil {
-						rep.rejected = *ps.Finish.Rejected
-					}
-				}
-			case schema.MarkerAbort:
-				vp.aborted = true
-			}
-		}
-		if ps.RunID == run {
-			rep.Records += ps.Records
+	for _, p := range v.Partitions {
+		vp := verifyPartition{Partition: p.Partition, Start: p.Start, End: p.End, Records: p.Records, PartitionRecords: p.PartitionRecords, aborted: p.Aborted}
+		if p.Start {
+			id := p.RunID
+			vp.RunID = &id
 		}
 		rep.Partitions = append(rep.Partitions, vp)
-		if run == "" {
-			continue
-		}
-		where := fmt.Sprintf("partition %d: ", ps.Partition)
-		switch {
-		case ps.Start == nil:
-			rep.problems = append(rep.problems, where+"no snapshot-start")
-		case ps.RunID != run:
-			rep.problems = append(rep.problems, where+"its newest snapshot-start belongs to run "+ps.RunID)
-		case vp.aborted:
-			rep.problems = append(rep.problems, where+"snapshot-abort: "+ps.Finish.Reason)
-		case !vp.End:
-			rep.problems = append(rep.problems, where+"snapshot-start without snapshot-end (the run is still running or died)")
-		case !ps.Complete():
-			rep.problems = append(rep.problems, fmt.Sprintf("%s%d records of the run, snapshot-end says %s", where, ps.Records, fmtCount(vp.PartitionRecords)))
-		default:
-			continue
-		}
-		complete = false
 	}
-	if complete && rep.claimed != rep.Records {
-		rep.problems = append(rep.problems, fmt.Sprintf("%d records in the partitions, snapshot-end says %d", rep.Records, rep.claimed))
-		complete = false
-	}
-	rep.Complete = complete
 	if rep.GeneratedTime != nil {
 		if gt, err := time.Parse(time.RFC3339Nano, *rep.GeneratedTime); err == nil {
 			rep.age, rep.ageKnown = now.Sub(gt), true
@@ -293,13 +227,6 @@ func newVerifyReport(st *consumer.Status, maxAge time.Duration, now time.Time) *
 		}
 	}
 	return rep
-}
-
-func fmtCount(n *int64) string {
-	if n == nil {
-		return "nothing"
-	}
-	return strconv.FormatInt(*n, 10)
 }
 
 // printText prints the report as a table like the demo's verification.

@@ -65,12 +65,12 @@ func status(now time.Time, specs ...partSpec) *consumer.Status {
 	for p, s := range specs {
 		ps := consumer.PartitionStatus{Partition: p, RunID: s.run, Records: s.records}
 		if s.run != "" {
-			mk := schema.Marker{Marker: schema.MarkerStart, Export: schema.ExportInfoGathering, GeneratedTime: s.gen,
+			mk := schema.Marker{Kind: schema.MarkerStart, Export: schema.ExportInfoGathering, GeneratedTime: s.gen,
 				RunID: s.run, Partition: p, Partitions: len(specs), Parts: 2, Time: now.Add(-s.startAge)}
 			ps.Start = &consumer.Marker{Marker: mk}
 			if s.finish != "" {
 				end := mk
-				end.Marker = s.finish
+				end.Kind = s.finish
 				if s.finish == schema.MarkerEnd {
 					claimed, total, zero := s.claimed, s.total, int64(0)
 					end.PartitionRecords, end.Records, end.Rejected = &claimed, &total, &zero

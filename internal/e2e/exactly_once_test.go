@@ -168,8 +168,8 @@ func (c *onceTally) add(partition int32, offset int64, key, value []byte, header
 			c.problem("%s: marker value is not JSON: %v", where, err)
 			return
 		}
-		c.markers[p][mk.Marker]++
-		switch mk.Marker {
+		c.markers[p][mk.Kind]++
+		switch mk.Kind {
 		case schema.MarkerStart:
 			if c.phase[p] != 0 {
 				c.problem("%s: snapshot-start after the run's first message in the partition", where)
@@ -191,7 +191,7 @@ func (c *onceTally) add(partition int32, offset int64, key, value []byte, header
 					where, *mk.PartitionRecords, c.perPartition[p])
 			}
 		default:
-			c.problem("%s: %s marker", where, mk.Marker)
+			c.problem("%s: %s marker", where, mk.Kind)
 		}
 		return
 	}

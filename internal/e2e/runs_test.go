@@ -307,7 +307,7 @@ func (w *world) checkConsumed(who string, msgs []consumed, partitions int, runID
 			if err := json.Unmarshal([]byte(m.value), &mk); err != nil {
 				t.Fatalf("%s: marker value %q: %v", who, m.value, err)
 			}
-			if m.headers[schema.HeaderMarker] == "" || string(mk.Marker) != m.headers[schema.HeaderMarker] || mk.Partition != m.partition {
+			if m.headers[schema.HeaderMarker] == "" || string(mk.Kind) != m.headers[schema.HeaderMarker] || mk.Partition != m.partition {
 				t.Fatalf("%s: marker header %q, value %s in partition %d", who, m.headers[schema.HeaderMarker], m.value, m.partition)
 			}
 			continue

@@ -301,8 +301,10 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 	}
 	unchanged("after SIGTERM")
 
-	// The table topic refuses every record (max.message.bytes), so the run
-	// hangs in its table writes after its snapshot-end markers: SIGKILL.
+	// The table topic asks for more in-sync replicas than it has
+	// (min.insync.replicas=2 on one broker): every table write is answered
+	// NOT_ENOUGH_REPLICAS, which the writer retries, so the run hangs in
+	// its table writes after its snapshot-end markers: SIGKILL.
 	adm := w.rig.Admin(t)
 	alter := func(v *string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -311,7 +313,7 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 		if v == nil {
 			op = kadm.DeleteConfig // back to the broker's default
 		}
-		resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: "max.message.bytes", Value: v}}, topic)
+		resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: "min.insync.replicas", Value: v}}, topic)
 		if err == nil {
 			_, err = resp.On(topic, nil)
 		}
@@ -319,8 +321,8 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tiny := "200"
-	alter(&tiny)
+	two := "2"
+	alter(&two)
 	p = w.start(map[string]string{"KAFKA_TABLE_TOPIC": topic, "TVM2KAFKA_RETRY_MAX_ELAPSED": "5m"})
 	testutil.Poll(t, 2*time.Minute, "the run's snapshot-end markers", func() bool { return w.endMarkers(adm) })
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {

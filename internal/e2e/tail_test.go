@@ -38,7 +38,7 @@ func TestTailCheckOnALargeTopic(t *testing.T) {
 		markers := func(kind schema.MarkerKind) {
 			for p := range partitions {
 				n := int64(records / partitions)
-				m := schema.Marker{Marker: kind, Export: schema.ExportInfoGathering, GeneratedTime: gen, RunID: run,
+				m := schema.Marker{Kind: kind, Export: schema.ExportInfoGathering, GeneratedTime: gen, RunID: run,
 					Partition: p, Partitions: partitions, Parts: 1, Time: time.Now()}
 				if kind == schema.MarkerEnd {
 					total, zero := int64(records), int64(0)

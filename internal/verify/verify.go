@@ -178,13 +178,13 @@ func Check(msgs []Message, partitions int) *Report {
 				r.Problems = append(r.Problems, where+": marker value is not JSON: "+err.Error())
 				continue
 			}
-			if string(mk.Marker) != m.Headers[schema.HeaderMarker] || mk.RunID != id ||
+			if string(mk.Kind) != m.Headers[schema.HeaderMarker] || mk.RunID != id ||
 				mk.Partition != int(m.Partition) || mk.Partitions != partitions ||
 				mk.Export != m.Headers[schema.HeaderExport] || mk.GeneratedTime != m.Headers[schema.HeaderGeneratedTime] {
 				r.Problems = append(r.Problems, where+": marker value and headers disagree")
 			}
 			r.Export, r.GeneratedTime, r.Parts = mk.Export, mk.GeneratedTime, mk.Parts
-			switch mk.Marker {
+			switch mk.Kind {
 			case schema.MarkerStart:
 				if phase[pk] != none {
 					r.Problems = append(r.Problems, where+": second snapshot-start")
@@ -212,7 +212,7 @@ func Check(msgs []Message, partitions int) *Report {
 				r.Aborted++
 				r.Reason = mk.Reason
 			default:
-				r.Problems = append(r.Problems, where+": unknown marker "+string(mk.Marker))
+				r.Problems = append(r.Problems, where+": unknown marker "+string(mk.Kind))
 			}
 			continue
 		}

@@ -24,7 +24,7 @@ func (t *topic) add(p int, key, value string, h map[string]string) {
 }
 
 func (t *topic) marker(p int, run string, kind schema.MarkerKind, records, partRecords int64) {
-	m := schema.Marker{Marker: kind, Export: "InfoGatheringExport", GeneratedTime: "g", RunID: run, Partition: p, Partitions: t.n, Parts: 1}
+	m := schema.Marker{Kind: kind, Export: "InfoGatheringExport", GeneratedTime: "g", RunID: run, Partition: p, Partitions: t.n, Parts: 1}
 	if kind == schema.MarkerEnd {
 		zero := int64(0)
 		m.Records, m.PartitionRecords, m.Rejected = &records, &partRecords, &zero

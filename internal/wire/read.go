@@ -16,6 +16,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/semaphore"
 )
 
 // Partition is one partition of a topic and the offsets it holds.
@@ -137,6 +138,9 @@ type Scanner struct {
 	MaxWait time.Duration
 	// Stats, when set, counts what is read.
 	Stats *Stats
+	// Gate, when set, bounds the fetches in flight of every Scan that
+	// shares it: each fetch holds one unit.
+	Gate *semaphore.Weighted
 }
 
 // ErrStop, returned by a Scan callback, ends the scan without error.
@@ -199,6 +203,12 @@ func (s *Scanner) Scan(ctx context.Context, p int, from, to int64, fn func(*Mess
 	for to < 0 || offset < to {
 		var resp *fetchResponse
 		err := retry(ctx, func(ctx context.Context) error {
+			if s.Gate != nil {
+				if err := s.Gate.Acquire(ctx, 1); err != nil {
+					return backoff.Permanent(err)
+				}
+				defer s.Gate.Release(1)
+			}
 			r, err := fetch(ctx, s.client, &fetchRequest{
 				topic: s.Topic, partition: int32(p), offset: offset,
 				maxBytes: int32(min(maxBytes, 1<<30)), maxWait: maxWait, buf: st.buf,

@@ -303,7 +303,7 @@ func tailMessage(partition int, r *kafka.Record) (TailMessage, error) {
 			return m, err
 		}
 		var mk schema.Marker
-		if json.Unmarshal(v, &mk) == nil && mk.Marker != "" {
+		if json.Unmarshal(v, &mk) == nil && mk.Kind != "" {
 			m.Marker = &mk
 		}
 	}

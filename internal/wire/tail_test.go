@@ -16,7 +16,7 @@ import (
 // markerRecord builds a marker message as the pipeline writes it.
 func markerRecord(t testing.TB, kind schema.MarkerKind, export, gen, runID string, partition, partitions int, at time.Time) *kgo.Record {
 	t.Helper()
-	m := schema.Marker{Marker: kind, Export: export, GeneratedTime: gen, RunID: runID, Partition: partition, Partitions: partitions, Parts: 1, Time: at}
+	m := schema.Marker{Kind: kind, Export: export, GeneratedTime: gen, RunID: runID, Partition: partition, Partitions: partitions, Parts: 1, Time: at}
 	if kind == schema.MarkerEnd {
 		n := int64(0)
 		m.Records, m.PartitionRecords, m.Rejected = &n, &n, &n
