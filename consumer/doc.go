@@ -35,9 +35,13 @@
 // handles large snapshots stages them itself with Config.NewStage (into a
 // database transaction, a temporary table, a counter).
 //
-// The Reader is built on kafka-go's Client and Transport (connections,
-// TLS, SASL, ListOffsets; Fetch requests go through the transport, their
-// record batches are decoded by tvm2kafka without allocating per record);
-// it joins no consumer group and commits no offset: a program that stops
-// reads again from the newest snapshot when it starts.
+// Config takes a neutral connection: Brokers, a *tls.Config and SASL
+// (PLAIN, SCRAM, or OAUTHBEARER with a token function), nothing of a Kafka
+// client library. The Reader reads through tvm2kafka's own Kafka package
+// (record batches decoded without allocating per record); it joins no
+// consumer group and commits no offset: a program that stops reads again
+// from the newest snapshot when it starts.
+//
+// Status.Verdict says whether the topic ends with a complete snapshot:
+// the one answer `tvm2kafka verify` and `tvm2kafka demo` give.
 package consumer

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/internal/fakes"
 	"github.com/tvm2kafka/tvm2kafka/internal/synth"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 // world is an in-process Defender API, blob store and Kafka-compatible
@@ -177,12 +177,9 @@ var logFieldRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (string|number|bo
 // everywhere: the summary's duration and the pipeline's agree with the
 // wall clock.
 func TestLogFieldsHaveOneTypeAndAreDocumented(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := testutil.Docs(t, "../..")
 	documented := map[string]string{}
-	for _, m := range logFieldRow.FindAllStringSubmatch(string(readme), -1) {
+	for _, m := range logFieldRow.FindAllStringSubmatch(readme, -1) {
 		documented[m[1]] = m[2]
 	}
 

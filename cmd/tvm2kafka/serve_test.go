@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/runner"
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/producer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
@@ -235,12 +236,9 @@ func TestMetricNames(t *testing.T) {
 		t.Errorf("last_complete_snapshot_timestamp_seconds %v", v)
 	}
 	// The README documents every one of them.
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := testutil.Docs(t, "../..")
 	for _, name := range want {
-		if !strings.Contains(string(readme), "`"+name) {
+		if !strings.Contains(readme, "`"+name) {
 			t.Errorf("README.md does not document %s", name)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,38 +28,52 @@ func onlyGroup(list []setting, group string) []setting {
 	return out
 }
 
-// The README's configuration tables are generated from the declarations
-// (settings.go); `go test ./cmd/tvm2kafka -run TestReadmeSettingsTables
-// -update-readme` rewrites them.
+// The settings tables of the documentation (README.md and docs/) are
+// generated from the declarations (settings.go); `go test ./cmd/tvm2kafka
+// -run TestReadmeSettingsTables -update-readme` rewrites them.
 func TestReadmeSettingsTables(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+	pages, err := filepath.Glob("../../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
+	texts := map[string]string{}
+	for _, p := range append(pages, "../../README.md") {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[p] = string(b)
+	}
+	changed := map[string]bool{}
 	for name, list := range readmeTables {
 		begin, end := "<!-- settings: "+name+" -->\n", "<!-- /settings -->"
-		i := strings.Index(readme, begin)
-		if i < 0 {
-			t.Errorf("README.md has no %q", begin)
+		page := ""
+		for p, text := range texts {
+			if strings.Contains(text, begin) {
+				page = p
+			}
+		}
+		if page == "" {
+			t.Errorf("no page of the documentation has %q", begin)
 			continue
 		}
-		i += len(begin)
-		j := strings.Index(readme[i:], end)
+		text := texts[page]
+		i := strings.Index(text, begin) + len(begin)
+		j := strings.Index(text[i:], end)
 		if j < 0 {
-			t.Fatalf("README.md: %q is not closed by %q", begin, end)
+			t.Fatalf("%s: %q is not closed by %q", page, begin, end)
 		}
 		want := settingsTable(list)
-		if got := readme[i : i+j]; got != want {
+		if got := text[i : i+j]; got != want {
 			if *updateReadme {
-				readme = readme[:i] + want + readme[i+j:]
+				texts[page], changed[page] = text[:i]+want+text[i+j:], true
 				continue
 			}
-			t.Errorf("README.md's %s settings table differs from the declaration; run go test ./cmd/tvm2kafka -run TestReadmeSettingsTables -update-readme\nwant:\n%s", name, want)
+			t.Errorf("%s: the %s settings table differs from the declaration; run go test ./cmd/tvm2kafka -run TestReadmeSettingsTables -update-readme\nwant:\n%s", page, name, want)
 		}
 	}
-	if *updateReadme && readme != string(b) {
-		if err := os.WriteFile("../../README.md", []byte(readme), 0o644); err != nil {
+	for page := range changed {
+		if err := os.WriteFile(page, []byte(texts[page]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

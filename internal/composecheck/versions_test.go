@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 // The Dockerfile's build image is exactly go.mod's Go version (golang
@@ -31,11 +33,8 @@ func TestToolchainVersionsArePinnedAndDocumented(t *testing.T) {
 	if !regexp.MustCompile(`^golang:` + regexp.QuoteMeta(goVersion) + `(-\S+)?(@sha256:[0-9a-f]{64})?$`).MatchString(from) {
 		t.Errorf("build image %q, want golang:%s (go.mod's version)", from, goVersion)
 	}
-	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(readme), "Go "+goVersion) {
+	readme := testutil.Docs(t, repo)
+	if !strings.Contains(readme, "Go "+goVersion) {
 		t.Errorf("the README does not name Go %s", goVersion)
 	}
 	// env_file entries with `required:` need Docker Compose 2.24.0.
@@ -43,7 +42,7 @@ func TestToolchainVersionsArePinnedAndDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(compose), "required:") && !strings.Contains(string(readme), "Docker Compose 2.24.0 or newer") {
+	if strings.Contains(string(compose), "required:") && !strings.Contains(readme, "Docker Compose 2.24.0 or newer") {
 		t.Error("docker-compose.yml uses env_file `required:`, so the README must say Docker Compose 2.24.0 or newer")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -127,12 +128,9 @@ func TestManifestsFitTogether(t *testing.T) {
 		t.Fatalf("manifests %v, want one Secret, ServiceAccount, CronJob, Deployment and Service", o.files)
 	}
 	secret, sa := o.secrets[0], o.serviceAccounts[0]
-	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := testutil.Docs(t, repo)
 	for _, want := range []string{"deploy/kubernetes/cronjob.yaml", "deploy/kubernetes/serve.yaml", "deploy/prometheus/tvm2kafka-rules.yml"} {
-		if !strings.Contains(string(readme), want) {
+		if !strings.Contains(readme, want) {
 			t.Errorf("README.md does not point at %s", want)
 		}
 	}
@@ -169,7 +167,7 @@ func TestManifestsFitTogether(t *testing.T) {
 		}
 		for _, e := range c.Env {
 			// Every variable is a documented setting.
-			if !strings.Contains(string(readme), "`"+e.Name+"`") {
+			if !strings.Contains(readme, "`"+e.Name+"`") {
 				t.Errorf("%s: env %s is not a setting documented in README.md", name, e.Name)
 			}
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {

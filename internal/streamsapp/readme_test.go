@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tvm2kafka/tvm2kafka/internal/testutil"
 )
 
 // TestReadmeSnippetIsTheTestedCode: the README's Kafka Streams snippet is
@@ -15,10 +17,7 @@ func TestReadmeSnippetIsTheTestedCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := []byte(testutil.Docs(t, "../.."))
 	m := regexp.MustCompile(`(?s)// README "Consuming": Kafka Streams — begin\n(.*?)\n\s*// README "Consuming": Kafka Streams — end`).FindSubmatch(java)
 	if m == nil {
 		t.Fatal("the application has no README markers")

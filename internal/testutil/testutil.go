@@ -4,6 +4,10 @@ package testutil
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,4 +48,27 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Docs is the user documentation of the repository at root: README.md and
+// every page under docs/, joined, for tests that check that something is
+// documented wherever the documentation keeps it.
+func Docs(t testing.TB, root string) string {
+	t.Helper()
+	files := []string{filepath.Join(root, "README.md")}
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(pages)
+	var b strings.Builder
+	for _, f := range append(files, pages...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(data)
+		b.WriteString("\n")
+	}
+	return b.String()
 }
