@@ -38,7 +38,7 @@ var ErrNoTopic = wire.ErrNoTopic
 type Config struct {
 	// Brokers are host:port bootstrap addresses.
 	Brokers []string
-	// Topic is tvm2kafka's KAFKA_TOPIC (default "mde.infogathering").
+	// Topic is the records topic tvm2kafka writes (required).
 	Topic string
 	// TLS, when set, connects to the brokers with TLS.
 	TLS *tls.Config
@@ -267,7 +267,7 @@ func NewReader(cfg Config) (*Reader, error) {
 		return nil, errors.New("consumer: no brokers")
 	}
 	if cfg.Topic == "" {
-		cfg.Topic = "mde.infogathering"
+		return nil, errors.New("consumer: no topic")
 	}
 	if cfg.From != FromNewestSnapshot && cfg.From != FromBeginning {
 		return nil, fmt.Errorf("consumer: unknown From %d", cfg.From)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -261,6 +262,9 @@ func TestCustomStageAndErrors(t *testing.T) {
 	}
 	if _, err := consumer.NewReader(consumer.Config{}); err == nil {
 		t.Fatal("no brokers accepted")
+	}
+	if _, err := consumer.NewReader(consumer.Config{Brokers: brokers}); err == nil || !strings.Contains(err.Error(), "no topic") {
+		t.Fatalf("no topic: %v", err)
 	}
 }
 

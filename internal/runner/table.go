@@ -12,7 +12,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
-// tableTopic is the table topic (KAFKA_TABLE_TOPIC) of a run: checked or
+// tableTopic is the table topic of a run: checked or
 // created before the export API is called, read back once the export is
 // known (while the records topic's tail is checked; cancelled when the run
 // publishes nothing), and updated by the snapshot as its Observer.

@@ -1,4 +1,4 @@
-// Package table keeps the table topic (KAFKA_TABLE_TOPIC): a compacted
+// Package table keeps the table topic: a compacted
 // topic that holds, after each complete snapshot, exactly the snapshot's
 // devices — one record per DeviceId whose value is the device's line — so
 // that a Kafka Streams KTable, a ksqlDB TABLE or Flink's upsert-kafka

@@ -57,7 +57,7 @@ type Writer interface {
 
 // Config configures the table of one run.
 type Config struct {
-	// Topic is KAFKA_TABLE_TOPIC.
+	// Topic is the table topic.
 	Topic string
 	// Export, GeneratedTime and RunID are the run's, for the headers.
 	Export, GeneratedTime, RunID string

@@ -13,7 +13,7 @@ import (
 
 // EnsureTopic returns the partition count of topic, creating the topic with
 // partitions, replicationFactor (-1 = broker default) and the topic configs
-// of KAFKA_TOPIC_CONFIG when it does not exist. created tells whether this
+// of Config.TopicConfig when it does not exist. created tells whether this
 // call created it.
 func (k *Kafka) EnsureTopic(ctx context.Context, topic string, partitions, replicationFactor int) (n int, created bool, err error) {
 	return k.EnsureTopicOn(ctx, NewTopic{

@@ -30,9 +30,9 @@ const (
 	DefaultDialTimeout  = 10 * time.Second
 )
 
-// Bounds of Config.MaxMessageBytes (KAFKA_MAX_MESSAGE_BYTES). The upper
-// bound keeps the memory of a run bounded: every worker may hold up to two
-// batches with a line of that size.
+// Bounds of Config.MaxMessageBytes. The upper bound keeps the memory of a
+// run bounded: every worker may hold up to two batches with a line of that
+// size.
 const (
 	MinMaxMessageBytes = 1024
 	MaxMaxMessageBytes = 64 << 20
@@ -46,87 +46,77 @@ const (
 	SASLOAuthBearer = "OAUTHBEARER"
 )
 
-// Config is the Kafka side of tvm2kafka. The comment of each field names
-// the environment variable it is read from (README "Configuration");
-// DefaultConfig holds every default.
+// Config is the Kafka side of tvm2kafka. It holds values, not the defaults
+// of settings: the program gives every field its value (the tuning fields
+// left 0 take the Default constants above).
 type Config struct {
-	// Brokers are host:port bootstrap addresses (KAFKA_BROKERS).
+	// Brokers are host:port bootstrap addresses.
 	Brokers []string
-	// Topic receives records and markers (KAFKA_TOPIC, default
-	// "mde.infogathering").
+	// Topic receives records and markers.
 	Topic string
-	// DLQTopic receives rejected lines when set (KAFKA_DLQ_TOPIC).
+	// DLQTopic receives rejected lines when set.
 	DLQTopic string
-	// TableTopic is the compacted device table, when set
-	// (KAFKA_TABLE_TOPIC; package table).
+	// TableTopic is the compacted table topic, when set.
 	TableTopic string
-	// Compression is none, gzip, snappy, lz4 or zstd (KAFKA_COMPRESSION,
-	// default lz4: cheapest CPU per byte saved on the producer).
+	// Compression is none (or ""), gzip, snappy, lz4 or zstd.
 	Compression string
 
 	// SASLMechanism is empty, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or
-	// OAUTHBEARER (KAFKA_SASL_MECHANISM, case-insensitive); SASLUsername
-	// and SASLPassword (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD) are
+	// OAUTHBEARER (case-insensitive); SASLUsername and SASLPassword are
 	// required with the first three and refused with OAUTHBEARER. The
 	// password never appears in logs or errors.
 	SASLMechanism, SASLUsername, SASLPassword string
-	// OAuthToken yields the OAUTHBEARER tokens (required with it, set by
-	// the program: the Entra ID credential); OAuthScope, their scope, is
-	// named in errors (KAFKA_OAUTH_SCOPE).
+	// OAuthToken yields the OAUTHBEARER tokens (required with it: the
+	// Entra ID credential); OAuthScope, their scope, is named in errors.
 	OAuthToken OAuthToken
 	OAuthScope string
 
-	// TLS turns TLS on (KAFKA_TLS). TLSCAFile is a PEM bundle of CAs to
-	// trust instead of the system pool (KAFKA_TLS_CA_FILE); TLSCertFile
-	// and TLSKeyFile a client certificate for mutual TLS
-	// (KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE).
+	// TLS turns TLS on. TLSCAFile is a PEM bundle of CAs to trust instead
+	// of the system pool; TLSCertFile and TLSKeyFile a client certificate
+	// for mutual TLS.
 	TLS                                bool
 	TLSCAFile, TLSCertFile, TLSKeyFile string
-	// TLSKeyPassword decrypts an encrypted TLSKeyFile
-	// (KAFKA_TLS_KEY_PASSWORD): PKCS#8 ("ENCRYPTED PRIVATE KEY") or
-	// legacy PEM encryption ("Proc-Type: 4,ENCRYPTED").
+	// TLSKeyPassword decrypts an encrypted TLSKeyFile: PKCS#8 ("ENCRYPTED
+	// PRIVATE KEY") or legacy PEM encryption ("Proc-Type: 4,ENCRYPTED").
 	TLSKeyPassword string
 	// TLSConfig, when set, is the TLS configuration itself (TLS on; the
 	// files above are not read): for programs that build their own.
 	TLSConfig *tls.Config
 
 	// TopicPartitions is the partition count of a topic this program
-	// creates (KAFKA_TOPIC_PARTITIONS, default 6). An existing topic is
-	// used with the partition count it has.
+	// creates (0: this Kafka creates none). An existing topic is used with
+	// the partition count it has.
 	TopicPartitions int
 	// TopicReplicationFactor of a created topic, -1 = the broker's
-	// default.replication.factor (KAFKA_TOPIC_REPLICATION_FACTOR).
+	// default.replication.factor.
 	TopicReplicationFactor int
 	// TopicConfig holds the topic configs (retention.ms, …) of a topic this
-	// program creates (KAFKA_TOPIC_CONFIG); an existing topic keeps its own.
+	// program creates; an existing topic keeps its own.
 	TopicConfig map[string]string
 
 	// MaxMessageBytes bounds one record: its key, value and headers (names
-	// and values) together (KAFKA_MAX_MESSAGE_BYTES, default 1,000,000,
-	// the broker's default message.max.bytes less headroom); a line whose
-	// record would be larger is rejected, and a line longer than that is
-	// rejected without being buffered.
+	// and values) together (0: this Kafka only reads); a line whose record
+	// would be larger is rejected, and a line longer than that is rejected
+	// without being buffered.
 	MaxMessageBytes int
 
 	// BatchBytes and BatchTimeout are the per-partition batching: a
 	// partition's batch is sent when it holds BatchBytes of records
-	// (default 1,000,000 — under Azure Event Hubs' 1 MB request limit;
+	// (DefaultBatchBytes is under Azure Event Hubs' 1 MB request limit;
 	// raised to MaxMessageBytes when smaller) or when its first record is
-	// BatchTimeout old (default 5ms) and no request of the partition is
-	// in flight.
+	// BatchTimeout old and no request of the partition is in flight.
 	BatchBytes   int64
 	BatchTimeout time.Duration
 
-	// WriteTimeout bounds one produce request (KAFKA_WRITE_TIMEOUT,
-	// default 30s); DialTimeout one connection attempt (KAFKA_DIAL_TIMEOUT,
-	// default 10s).
+	// WriteTimeout bounds one produce request, DialTimeout one connection
+	// attempt.
 	WriteTimeout, DialTimeout time.Duration
 	// Dial opens connections to the brokers; nil = a net.Dialer with
 	// DialTimeout.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	// RetryMaxElapsed bounds the retries of a failed write or marker
-	// (KAFKA_RETRY_MAX_ELAPSED, default 2m).
+	// RetryMaxElapsed bounds the retries of a failed write or marker,
+	// counted from its last progress.
 	RetryMaxElapsed time.Duration
 
 	// Names names the settings behind the fields ("wire.Brokers", …) in

@@ -15,7 +15,7 @@ import (
 )
 
 // OAuthToken yields a bearer token for the brokers and the time it
-// expires (Config.OAuthToken, KAFKA_SASL_MECHANISM=OAUTHBEARER). It is
+// expires (Config.OAuthToken, SASL mechanism OAUTHBEARER). It is
 // called for every new connection and is expected to cache: azidentity
 // credentials do, and refresh a token five minutes before it expires.
 type OAuthToken func(ctx context.Context) (token string, expiresOn time.Time, err error)

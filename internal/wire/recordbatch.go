@@ -82,7 +82,7 @@ func recordSize(key, value []byte, nullValue bool, hdrs []Header, d int) int {
 	return n
 }
 
-// recordBytes is the size by which KAFKA_MAX_MESSAGE_BYTES bounds a record:
+// RecordBytes is the size by which Config.MaxMessageBytes bounds a record:
 // its key, value and headers (names and values), without framing.
 func RecordBytes(key, value []byte, hdrs []Header) int {
 	n := len(key) + len(value)
