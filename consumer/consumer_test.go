@@ -202,21 +202,35 @@ func TestReadContinuesAndFollows(t *testing.T) {
 	checkSnapshot(t, ev.snapshots[1], "r2", n, 50, 170, 2)
 
 	// Follow hands over a snapshot written while it runs.
+	s := follow(t, r, func() {
+		b.snapshot("r3", 0, 10, 3, schema.MarkerEnd)
+		b.flush()
+	})
+	checkSnapshot(t, s, "r3", n, 0, 10, 3)
+}
+
+// follow runs r.Follow, calls write, and returns the first snapshot Follow
+// hands over; then it stops Follow and checks that it ended with the
+// cancellation.
+func follow(t *testing.T, r *consumer.Reader, write func()) *consumer.Snapshot {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	got := make(chan *consumer.Snapshot, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- r.Follow(ctx, consumer.Handler{Snapshot: func(_ context.Context, s *consumer.Snapshot) error {
-			got <- s
+			select {
+			case got <- s:
+			default:
+			}
 			return nil
 		}})
 	}()
-	b.snapshot("r3", 0, 10, 3, schema.MarkerEnd)
-	b.flush()
+	write()
+	var s *consumer.Snapshot
 	select {
-	case s := <-got:
-		checkSnapshot(t, s, "r3", n, 0, 10, 3)
+	case s = <-got:
 	case <-ctx.Done():
 		t.Fatal("Follow did not hand over the new snapshot")
 	}
@@ -224,6 +238,7 @@ func TestReadContinuesAndFollows(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Follow ended with %v", err)
 	}
+	return s
 }
 
 // countStage counts instead of keeping records (stages of different

@@ -2,10 +2,8 @@ package consumer_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tvm2kafka/tvm2kafka/consumer"
 	"github.com/tvm2kafka/tvm2kafka/schema"
@@ -55,28 +53,11 @@ func TestFollowWithOneFetchAtATime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	got := make(chan *consumer.Snapshot, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- r.Follow(ctx, consumer.Handler{Snapshot: func(_ context.Context, s *consumer.Snapshot) error {
-			got <- s
-			return nil
-		}})
-	}()
-	b.snapshot("r1", 0, 50, 1, schema.MarkerEnd)
-	b.flush()
-	select {
-	case s := <-got:
-		checkSnapshot(t, s, "r1", n, 0, 50, 1)
-	case <-ctx.Done():
-		t.Fatal("Follow with Concurrency 1 did not hand over the snapshot of every partition")
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Follow ended with %v", err)
-	}
+	s := follow(t, r, func() {
+		b.snapshot("r1", 0, 50, 1, schema.MarkerEnd)
+		b.flush()
+	})
+	checkSnapshot(t, s, "r1", n, 0, 50, 1)
 }
 
 // TestVerdict: the newest snapshot is complete only when every partition
