@@ -147,7 +147,7 @@ func report(w io.Writer, l Layout, samples map[string][]sample) error {
 			fmt.Fprintf(w, "tvm2kafka / kcat wall time (medians): %.2f   (target ≤ 1.00)\n", a.wallMed/b.wallMed)
 		}
 		if a.rssMax > 0 {
-			fmt.Fprintf(w, "tvm2kafka peak RSS (max of rounds):   %.0f MB (target ≤ 150 MB)\n", a.rssMax)
+			fmt.Fprintf(w, "tvm2kafka peak RSS (max of rounds):   %.0f MB (target ≤ 64 MB)\n", a.rssMax)
 		}
 	}
 	if a, ok := st["dry-run"]; ok {
@@ -156,14 +156,19 @@ func report(w io.Writer, l Layout, samples map[string][]sample) error {
 				a.wallMed/b.wallMed, 100*b.wallMed/a.wallMed)
 		}
 	}
-	return javaReport(w, samples)
+	speed := ""
+	if g, ok := st["gunzip"]; ok && g.wallMed > 0 {
+		speed = fmt.Sprintf("machine speed: parallel gunzip %.0f MB/s (median of %d rounds; a slow day shows here, a regression does not)", float64(l.Bytes)/1e6/g.wallMed, g.rounds)
+	}
+	return javaReport(w, samples, speed)
 }
 
 // javaReport compares, round by round, the records/s tvm2kafka reports in
 // its summary line with the records/s Kafka's own Java producer benchmark
 // (ProducerPerformance) reports, and prints the median of the per-round
-// ratios.
-func javaReport(w io.Writer, samples map[string][]sample) error {
+// ratios, with the machine's speed (the parallel gunzip row's MB/s) so
+// that a reader can tell a slow day from a regression.
+func javaReport(w io.Writer, samples map[string][]sample, speed string) error {
 	java := map[int]float64{}
 	for _, s := range samples["java"] {
 		if s.rps > 0 {
@@ -204,5 +209,8 @@ func javaReport(w io.Writer, samples map[string][]sample) error {
 	fmt.Fprintf(w, "tvm2kafka / Java producer, median of %d per-round ratios: %.2f (%.2f–%.2f)   (target ≥ 1.20)\n",
 		len(ratios), med, ratios[0], ratios[len(ratios)-1])
 	fmt.Fprintf(w, "medians: Java producer %.0f records/s, tvm2kafka %.0f records/s\n", median(javas), median(tvms))
+	if speed != "" {
+		fmt.Fprintln(w, speed)
+	}
 	return nil
 }
