@@ -34,7 +34,7 @@ const (
 	// spillBytes is the size of one batch written while the snapshot is
 	// published, once the buffer has overflowed.
 	spillBytes = 2 << 20
-	// writeChunk is the number of messages per WriteMessages call.
+	// writeChunk is the number of messages per Writer.Write call.
 	writeChunk = 2000
 	// loadFetchBytes bounds one fetch of the table read-back: a response
 	// is read whole, and its batches are decompressed one at a time.

@@ -52,7 +52,7 @@ func (k *Kafka) Close() error {
 	return nil
 }
 
-// Produce implements produceClient with kafka-go's Client.RawProduce: the
+// Produce implements Producer with kafka-go's Client.RawProduce: the
 // transport routes the request to the partition's leader.
 func (k *Kafka) Produce(ctx context.Context, topic string, partition int, batch []byte) error {
 	resp, err := k.client.RawProduce(ctx, &kafka.RawProduceRequest{
@@ -67,7 +67,7 @@ func (k *Kafka) Produce(ctx context.Context, topic string, partition int, batch 
 	return resp.Error
 }
 
-// Leader implements produceClient from the transport's cached metadata.
+// Leader implements Producer from the transport's cached metadata.
 func (k *Kafka) Leader(ctx context.Context, topic string, partition int) (int, error) {
 	resp, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
@@ -86,7 +86,7 @@ func (k *Kafka) Leader(ctx context.Context, topic string, partition int) (int, e
 	return -1, fmt.Errorf("kafka: no metadata for partition %d of topic %q", partition, topic)
 }
 
-// InitProducerID implements produceClient: an InitProducerId request
+// InitProducerID implements Producer: an InitProducerId request
 // without a transactional id, which any broker answers with a new producer
 // id (epoch 0) for Kafka's idempotent-producer protocol.
 func (k *Kafka) InitProducerID(ctx context.Context) (ProducerID, error) {

@@ -32,18 +32,19 @@ const (
 	attrOffset = 21
 )
 
-// recordKind says what a record of a batch is, for the accounting and for
+// Kind says what a record of a batch is, for the accounting and for
 // what happens when the broker refuses it as too large.
 type Kind uint8
 
+// The kinds of record.
 const (
-	KindRecord     Kind = iota // an export line, counted in partitionRecords
+	KindRecord     Kind = iota // an export line: counted in Records, observed, refusable
 	KindMarker                 // a snapshot marker
 	KindDeadLetter             // a dead-letter message
-	KindMessage                // a table-topic record or tombstone
+	KindMessage                // a KeyedWriter's message or tombstone
 )
 
-// header is one record header.
+// Header is one record header.
 type Header struct {
 	Key   string
 	Value []byte
@@ -109,7 +110,7 @@ func varintLen(v int64) int {
 	return n
 }
 
-// position is where an export line stands: mde.part and mde.line (zero
+// Position is where an export line stands: mde.part and mde.line (zero
 // for markers and table records).
 type Position struct {
 	Part int32
@@ -146,7 +147,7 @@ func appendBytes(buf, v []byte, null bool) []byte {
 	return append(buf, v...)
 }
 
-// decodedRecord is a record read back from a batch (splitting a batch the
+// Record is a record read back from a batch (splitting a batch the
 // broker refused, building the dead-letter message of a refused record).
 // Its slices alias the batch's buffer.
 type Record struct {

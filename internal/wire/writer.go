@@ -13,7 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Producer is the network side of a topicWriter: *Kafka, or the dry
+// Producer is the network side of a Writer: *Kafka, or the dry
 // run's discardClient.
 type Producer interface {
 	// InitProducerID asks the brokers for a new idempotent producer id.
@@ -26,12 +26,12 @@ type Producer interface {
 	Leader(ctx context.Context, topic string, partition int) (int, error)
 }
 
-// refusal is what a topicWriter's owner does with a record the broker
+// Refusal is what a Writer's owner does with a record the broker
 // refused as too large: it accounts for it and may return a replacement
 // record, sent in its place (a dead-letter message without its value).
 type Refusal func(kind Kind, at Position, rec Record, cause error) (replacement *Record, err error)
 
-// writerConfig configures a topicWriter.
+// WriterConfig configures a Writer.
 type WriterConfig struct {
 	Topic        string
 	Partitions   int
@@ -43,14 +43,14 @@ type WriterConfig struct {
 	RetryMax     time.Duration // retries of one batch, since its last progress
 	Discard      bool          // dry run: nothing is encoded or sent
 	OnRefused    Refusal
-	// Observe, when set, is called for every record (kindRecord) once it
+	// Observe, when set, is called for every record (KindRecord) once it
 	// is acknowledged, from the partition's sender; an error fails the
 	// stream.
 	Observe func(at Position, key, value []byte) error
 	Log     zerolog.Logger
 }
 
-// topicWriter publishes records to the partitions of one topic as one
+// Writer publishes records to the partitions of one topic as one
 // idempotent producer: every partition is a stream with one produce request
 // in flight, and every batch carries the producer id and its base sequence,
 // so that the broker appends a batch that is sent again (after a timeout, a
@@ -68,7 +68,7 @@ type Writer struct {
 	wg      sync.WaitGroup
 }
 
-// newTopicWriter obtains a producer id and starts one sender per
+// NewWriter obtains a producer id and starts one sender per
 // partition. Produce attempts run on sendCtx; stopping the writer (or
 // sendCtx ending) ends the senders.
 func NewWriter(sendCtx context.Context, client Producer, cfg WriterConfig) (*Writer, error) {
@@ -135,7 +135,7 @@ func (w *Writer) Close() {
 	w.wg.Wait()
 }
 
-// Records returns the Records (kindRecord) acknowledged per partition.
+// Records returns the records (KindRecord) acknowledged per partition.
 func (w *Writer) Records() []int64 {
 	out := make([]int64, len(w.streams))
 	for i, s := range w.streams {
@@ -146,7 +146,7 @@ func (w *Writer) Records() []int64 {
 	return out
 }
 
-// stream is one partition of a topicWriter.
+// stream is one partition of a Writer.
 type stream struct {
 	w         *Writer
 	partition int
@@ -162,7 +162,7 @@ type stream struct {
 	err      error // the stream failed; every add and flush returns it
 	added    int64 // records of every kind added
 	finished int64 // of those, acknowledged or refused
-	records  int64 // kindRecord acknowledged
+	records  int64 // KindRecord acknowledged
 
 	// Owned by the sender goroutine.
 	seq    int32          // base sequence of the next batch
