@@ -301,10 +301,11 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 	}
 	unchanged("after SIGTERM")
 
-	// The table topic asks for more in-sync replicas than it has
-	// (min.insync.replicas=2 on one broker): every table write is answered
-	// NOT_ENOUGH_REPLICAS, which the writer retries, so the run hangs in
-	// its table writes after its snapshot-end markers: SIGKILL.
+	// The table topic refuses every record (max.message.bytes): a failure
+	// the writer does not retry, so the run ends at once after its
+	// snapshot-end markers — exit 1, the snapshot complete — even with
+	// minutes of TVM2KAFKA_RETRY_MAX_ELAPSED (a table that retried what the
+	// writer had already given up on would hang here for them).
 	adm := w.rig.Admin(t)
 	alter := func(v *string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -313,7 +314,7 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 		if v == nil {
 			op = kadm.DeleteConfig // back to the broker's default
 		}
-		resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: "min.insync.replicas", Value: v}}, topic)
+		resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: "max.message.bytes", Value: v}}, topic)
 		if err == nil {
 			_, err = resp.On(topic, nil)
 		}
@@ -321,25 +322,11 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	two := "2"
-	alter(&two)
+	tiny := "200"
+	alter(&tiny)
 	p = w.start(map[string]string{"KAFKA_TABLE_TOPIC": topic, "TVM2KAFKA_RETRY_MAX_ELAPSED": "5m"})
-	testutil.Poll(t, 2*time.Minute, "the run's snapshot-end markers", func() bool { return w.endMarkers(adm) })
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-	if strings.Contains(p.stderr.String(), "table topic updated") {
-		t.Fatalf("the run updated the table before SIGKILL:\n%s", tail(p.stderr.String(), 10))
-	}
-	unchanged("after SIGKILL between the end markers and the table")
-
-	// The same, left to give up: exit 1, the snapshot complete. The export
-	// is the one the topic already ends with: an unchanged export touches
-	// nothing, so this run and the repair below are forced.
-	forced := map[string]string{"KAFKA_TABLE_TOPIC": topic, "TVM2KAFKA_RETRY_MAX_ELAPSED": "4s", "TVM2KAFKA_FORCE": "true"}
-	res := w.run(forced)
-	if res.Code != 1 || !strings.Contains(res.Stderr, "snapshot complete, but") {
+	res := w.finish(p, time.Minute)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "snapshot complete, but") || !strings.Contains(res.Stderr, "MESSAGE_TOO_LARGE") && !strings.Contains(res.Stderr, "Message Size Too Large") {
 		t.Fatalf("failing table writes: exit %d\n%s", res.Code, tail(res.Stderr, 10))
 	}
 	if sum := summaryOf(t, res.Stderr); sum["complete"] != true {
@@ -350,6 +337,9 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 	}
 	unchanged("after failing table writes")
 
+	// The export is the one the topic already ends with: an unchanged
+	// export touches nothing, so the repair below is forced.
+	forced := map[string]string{"KAFKA_TABLE_TOPIC": topic, "TVM2KAFKA_FORCE": "true"}
 	// The next complete run repairs everything.
 	alter(nil)
 	res = w.run(forced)
@@ -358,44 +348,6 @@ func TestTableTopicAfterFailedRuns(t *testing.T) {
 	if mine[table.Removed] != 100 || mine[table.Changed] != 100 || len(mine) != 2 {
 		t.Fatalf("repair run wrote %v", mine)
 	}
-}
-
-// endMarkers reports whether the newest message of every partition of the
-// world's topic is a snapshot-end.
-func (w *world) endMarkers(adm *kadm.Client) bool {
-	ends := w.endOffsets(adm)
-	if len(ends) == 0 {
-		return false
-	}
-	offsets := map[string]map[int32]kgo.Offset{w.Topic: {}}
-	for p, e := range ends {
-		if e == 0 {
-			return false
-		}
-		offsets[w.Topic][int32(p)] = kgo.NewOffset().At(e - 1)
-	}
-	cl := w.rig.Client(w.t, kgo.ConsumePartitions(offsets))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	seen := map[int32]bool{}
-	for len(seen) < len(ends) && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			for _, h := range r.Headers {
-				if h.Key == schema.HeaderMarker && string(h.Value) == string(schema.MarkerEnd) {
-					seen[r.Partition] = true
-				}
-			}
-			if !seen[r.Partition] {
-				seen[r.Partition] = false
-			}
-		})
-	}
-	for _, ok := range seen {
-		if !ok {
-			return false
-		}
-	}
-	return len(seen) == len(ends)
 }
 
 // TestTableTopicDuplicatesForeignRecordsAndPolicy: a DeviceId twice in one
