@@ -8,7 +8,7 @@
 //	snapshot-start … the run's records … snapshot-end
 //
 // or, when the run fails, snapshot-abort instead of snapshot-end. A Reader
-// applies the README's consuming protocol to every partition:
+// applies the consuming protocol of docs/messages.md to every partition:
 //
 //  1. snapshot-start opens a staging area (a Stage) for its run id; a
 //     newer snapshot-start of another run supersedes an unfinished one;

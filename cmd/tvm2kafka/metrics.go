@@ -14,7 +14,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 )
 
-// metrics are the Prometheus metrics of `tvm2kafka serve` (README,
+// metrics are the Prometheus metrics of `tvm2kafka serve` (docs/operations.md,
 // "Metrics"), in a registry of their own with the Go and process
 // collectors.
 type metrics struct {

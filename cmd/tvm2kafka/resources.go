@@ -13,7 +13,7 @@ import (
 )
 
 // Memory a run needs, measured with bench/workers.sh at 1–32 workers
-// (README, "Memory and workers"): peak RSS is about 51–57 MB whatever the
+// (docs/operations.md, "Memory and workers"): peak RSS is about 51–57 MB whatever the
 // worker count — the per-partition batches, bounded to 32 MB for the whole
 // topic, dominate; a worker adds its gzip state, its blob stream and its
 // line buffer, which holds at most one line of KAFKA_MAX_MESSAGE_BYTES.

@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 	out.Manifest = manifest
 
 	// The tail of the topic decides whether this export is published
-	// (README, "Unchanged exports and concurrent runs"). The table is read
+	// (docs/messages.md, "Unchanged exports and concurrent runs"). The table is read
 	// back meanwhile, and only used for a snapshot that is published.
 	if tbl != nil {
 		tbl.startLoad(ctx, manifest, runID, log)

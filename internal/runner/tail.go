@@ -10,7 +10,7 @@ import (
 )
 
 // Verdict is what the tail of the topic decides for a run that has just
-// fetched the export's manifest (README, "Unchanged exports and
+// fetched the export's manifest (docs/messages.md, "Unchanged exports and
 // concurrent runs").
 type Verdict struct {
 	// Unchanged: every partition ends with a snapshot-end of this export

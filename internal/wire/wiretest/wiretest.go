@@ -9,7 +9,7 @@ import (
 )
 
 // Config is a wire.Config for brokers with the values a run has when no
-// setting is given (README, "Configuration"), topic "records", and short
+// setting is given (docs/configuration.md), topic "records", and short
 // timeouts for tests.
 func Config(brokers []string) wire.Config {
 	return wire.Config{
