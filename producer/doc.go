@@ -1,7 +1,7 @@
 // Package producer is the snapshot pipeline: it turns the part files of
 // one export into record messages bracketed, in every partition, by
-// snapshot-start and snapshot-end (or snapshot-abort) markers (docs/messages.md and docs/failures.md).
-//
+// snapshot-start and snapshot-end (or snapshot-abort) markers
+// (docs/messages.md and docs/failures.md).
 //
 // # Pipeline
 //
