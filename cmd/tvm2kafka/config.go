@@ -338,7 +338,7 @@ func checkURL(raw string) error {
 // government hosts (GCC High, DoD), whose API is a resource of its own:
 // there MDE_API_URL and AZURE_AUTHORITY_HOST are all a user has to set.
 func defaultScope(apiURL string) string {
-	const public = "https://api.securitycenter.microsoft.com/.default"
+	const public = source.DefaultTokenScope // the Defender API's documented scope
 	u, err := url.Parse(apiURL)
 	if err != nil {
 		return public
