@@ -2,7 +2,7 @@
 // its messages without knowing them: the program, the one place where
 // settings and their variable names are declared, gives a Func that maps
 // a field key ("wire.Brokers", "source.TenantID") to the setting's name
-// ("KAFKA_BROKERS"). A library used without one names its own fields.
+// (its environment variable). A library used without one names its own fields.
 package names
 
 import "strings"
