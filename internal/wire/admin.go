@@ -16,14 +16,14 @@ import (
 // of Config.TopicConfig when it does not exist. created tells whether this
 // call created it.
 func (k *Kafka) EnsureTopic(ctx context.Context, topic string, partitions, replicationFactor int) (n int, created bool, err error) {
-	return k.EnsureTopicOn(ctx, NewTopic{
+	return k.ensureTopicOn(ctx, newTopic{
 		Name: topic, Partitions: partitions, ReplicationFactor: replicationFactor,
 		Configs: k.cfg.TopicConfig, ConfigsSetting: k.cfg.name("TopicConfig"),
 	})
 }
 
-// NewTopic is how EnsureTopicOn creates a missing topic.
-type NewTopic struct {
+// newTopic is how EnsureTopicOn creates a missing topic.
+type newTopic struct {
 	Name                          string
 	Partitions, ReplicationFactor int // ReplicationFactor -1: the brokers' default
 	Configs                       map[string]string
@@ -32,11 +32,11 @@ type NewTopic struct {
 	Setting, ConfigsSetting string
 }
 
-// EnsureTopicOn returns the partition count of t.Name on the brokers of c,
+// ensureTopicOn returns the partition count of t.Name on the brokers of c,
 // creating the topic as t says when it does not exist. created tells
 // whether this call created it (false when it existed, or was created
 // concurrently by someone else).
-func (k *Kafka) EnsureTopicOn(ctx context.Context, t NewTopic) (n int, created bool, err error) {
+func (k *Kafka) ensureTopicOn(ctx context.Context, t newTopic) (n int, created bool, err error) {
 	c := k.client
 	n, err = partitionCount(ctx, c, t.Name)
 	if err == nil {
@@ -142,7 +142,7 @@ func (e *PolicyError) Error() string {
 // retention.ms would disappear); otherwise the error is a *PolicyError.
 func (k *Kafka) EnsureCompacted(ctx context.Context, topic string, partitions, replicationFactor int) (n int, created bool, err error) {
 	setting := k.cfg.name("TableTopic")
-	n, created, err = k.EnsureTopicOn(ctx, NewTopic{
+	n, created, err = k.ensureTopicOn(ctx, newTopic{
 		Name: topic, Partitions: partitions, ReplicationFactor: replicationFactor,
 		Configs: map[string]string{"cleanup.policy": "compact"}, Setting: setting,
 	})

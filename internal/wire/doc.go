@@ -3,11 +3,11 @@
 // only package that imports kafka-go.
 //
 // What it holds:
-//   - Connections: Config, NewKafka and NewTransport (kafka-go's Transport
+//   - Connections: Config and NewKafka (kafka-go's Transport
 //     with TLS, mutual TLS, SASL PLAIN / SCRAM and OAUTHBEARER, whose
 //     connections retire before their token expires).
-//   - Topic administration: EnsureTopic, EnsureTopicOn (create a missing
-//     topic with its configs) and EnsureCompacted (the table topic's
+//   - Topic administration: EnsureTopic (create a missing topic with its
+//     configs) and EnsureCompacted (the table topic's
 //     cleanup.policy check, PolicyError).
 //   - The idempotent per-partition writer: Writer (one sender per
 //     partition, one produce request in flight, every batch encoded here in

@@ -32,7 +32,7 @@ func NewKafka(cfg Config, log zerolog.Logger) (*Kafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.name("Compression"), err)
 	}
-	transport, err := NewTransport(cfg)
+	transport, err := newTransport(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func TestEnsureTopicCreationRefused(t *testing.T) {
 	}
 	// A topic of another setting, with configs of its own: the error names
 	// both, so that the operator can create it as it should be.
-	_, _, err = k.EnsureTopicOn(context.Background(), NewTopic{Name: "table", Partitions: 3, ReplicationFactor: -1,
+	_, _, err = k.ensureTopicOn(context.Background(), newTopic{Name: "table", Partitions: 3, ReplicationFactor: -1,
 		Configs: map[string]string{"cleanup.policy": "compact"}, Setting: "KAFKA_TABLE_TOPIC"})
 	if !errors.Is(err, kafka.TopicAuthorizationFailed) || !strings.Contains(err.Error(), `"table" (KAFKA_TABLE_TOPIC)`) || !strings.Contains(err.Error(), "beforehand with cleanup.policy=compact") {
 		t.Fatalf("EnsureTopicOn = %v, want the setting and the configs named", err)

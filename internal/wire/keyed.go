@@ -11,11 +11,9 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
-// NewTransport builds the kafka-go Transport of cfg (TLS, SASL including
-// OAUTHBEARER, timeouts) without any network call: the one NewKafka uses,
-// and the one of programs that only read (tvm2kafka verify, the consumer
-// package).
-func NewTransport(cfg Config) (*kafka.Transport, error) {
+// newTransport builds the kafka-go Transport of cfg (TLS, SASL including
+// OAUTHBEARER, timeouts) without any network call: the one of NewKafka.
+func newTransport(cfg Config) (*kafka.Transport, error) {
 	tlsCfg, err := cfg.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -40,10 +38,6 @@ func NewTransport(cfg Config) (*kafka.Transport, error) {
 		SASL:        mech,
 	}, nil
 }
-
-// Client returns the kafka-go Client on the Kafka's Transport (metadata,
-// offsets, fetches, topic administration).
-func (k *Kafka) Client() *kafka.Client { return k.client }
 
 // KeyedMessage is one message of a KeyedWriter.
 type KeyedMessage struct {
@@ -80,9 +74,6 @@ func (k *Kafka) NewKeyedWriter(topic string, partitions int) *KeyedWriter {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &KeyedWriter{k: k, topic: topic, partitions: partitions, ctx: ctx, cancel: cancel}
 }
-
-// Partitions is the partition count the writer routes by.
-func (kw *KeyedWriter) Partitions() int { return kw.partitions }
 
 // Write writes msgs and waits until every one is acknowledged. Failures
 // are final: the writer already retried them within the Kafka's
