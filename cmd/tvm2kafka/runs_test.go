@@ -313,3 +313,27 @@ func TestHostsThatDoNotExistFailAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// A rejected line's reason names the setting that bounds it as the user
+// knows it (KAFKA_MAX_MESSAGE_BYTES), though the pipeline only has a field:
+// the declarations' names reach the libraries through the run.
+func TestRejectionReasonNamesTheSetting(t *testing.T) {
+	w := newWorld(t, 20, 1)
+	code, stderr, _ := runCmd(t, w.env(map[string]string{"KAFKA_MAX_MESSAGE_BYTES": "1024"}))
+	if code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	rejected := 0
+	for _, l := range jsonLines(t, stderr) {
+		if l["message"] != "line rejected" {
+			continue
+		}
+		rejected++
+		if reason, _ := l["reason"].(string); !strings.Contains(reason, "exceeds KAFKA_MAX_MESSAGE_BYTES (1024)") {
+			t.Fatalf("reason %q does not name the setting", reason)
+		}
+	}
+	if rejected != 20 {
+		t.Fatalf("%d lines rejected, want every one of the 20 (each is over 1024 bytes)", rejected)
+	}
+}
