@@ -26,7 +26,7 @@ func newBenchPart(tb testing.TB) *partRun {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.main.Close(); cancel() })
-	return &partRun{s: s, part: m.Parts[0], hPart: []byte("0")}
+	return &partRun{s: s, part: m.Parts[0], hPart: []byte("0"), keys: schema.NewKeys(nil)}
 }
 
 func benchLines(n int) [][]byte {

@@ -291,10 +291,11 @@ func TestRecordSizeBoundsKeyValueAndHeaders(t *testing.T) {
 		head := `{"DeviceId":"` + deviceID(0, i) + `","Pad":"`
 		return head + strings.Repeat("p", n-len(head)-2) + `"}`
 	}
-	// key 40 + value + headers: names and values of the six headers.
+	// key 40 + value + headers: names and values of the seven headers
+	// (mde.key holds the DeviceId again).
 	hdrs := len(schema.HeaderExport) + len(m.Export) + len(schema.HeaderGeneratedTime) + len(m.GeneratedTime) +
 		len(schema.HeaderRunID) + len("r") + len(schema.HeaderPart) + 1 + len(schema.HeaderLine) + 1 +
-		len(schema.HeaderContentType) + len(schema.ContentTypeJSON)
+		len(schema.HeaderContentType) + len(schema.ContentTypeJSON) + len(schema.HeaderKey) + 40
 	fits := limit - 40 - hdrs
 	exp := newExpectation()
 	exp.records[lineKey{0, 1}] = line(1, fits)

@@ -23,6 +23,7 @@ type partRun struct {
 	log   zerolog.Logger
 
 	lr       *schema.LineReader
+	keys     *schema.Keys
 	lastRead int64 // last line appended to the topic (or rejected): a reopened part skips up to here
 	seen     int64 // last line number returned by lr in the current attempt
 	lineBuf  [20]byte
@@ -46,6 +47,7 @@ func (s *Snapshot) runPart(ctx context.Context, part schema.Part) error {
 		part:  part,
 		hPart: strconv.AppendInt(nil, int64(part.Index), 10),
 		log:   s.log.With().Int("part", part.Index).Str("path", schema.BlobPath(part.Path)).Logger(),
+		keys:  schema.NewKeys(schema.KeysOf(s.cfg.Manifest.Export)),
 	}
 	defer pr.publishProgress()
 	attempt := 0
@@ -153,7 +155,7 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 	if ln.TooLong {
 		return pr.reject(ctx, ln.Number, nil, fmt.Sprintf("line of %d bytes exceeds %s (%d)", ln.Length, s.cfg.Names.Of("producer.MaxMessageBytes"), s.cfg.MaxMessageBytes))
 	}
-	key, err := schema.DeviceID(ln.Bytes)
+	key, natural, err := pr.keys.Read(ln.Bytes)
 	if err != nil {
 		return pr.reject(ctx, ln.Number, ln.Bytes, err.Error())
 	}
@@ -167,6 +169,7 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 		{Key: schema.HeaderPart, Value: pr.hPart},
 		{Key: schema.HeaderLine, Value: strconv.AppendInt(pr.lineBuf[:0], ln.Number, 10)},
 		{Key: schema.HeaderContentType, Value: s.hContentType},
+		{Key: schema.HeaderKey, Value: natural},
 	}
 	if size := wire.RecordBytes(key, ln.Bytes, hdrs[:]); size > s.cfg.MaxMessageBytes {
 		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds %s (%d)", size, s.cfg.Names.Of("producer.MaxMessageBytes"), s.cfg.MaxMessageBytes))

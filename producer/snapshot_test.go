@@ -121,9 +121,12 @@ func checkSnapshot(t *testing.T, recs []*kgo.Record, partitions int, m schema.Ma
 			if string(r.Value) != want {
 				t.Errorf("part %d line %d: value %q, want %q", part, line, r.Value, want)
 			}
-			id, err := schema.DeviceID([]byte(want))
+			id, natural, err := schema.NewKeys(schema.KeysOf(m.Export)).Read([]byte(want))
 			if err != nil || string(r.Key) != string(id) {
 				t.Errorf("part %d line %d: key %q, want DeviceId %q", part, line, r.Key, id)
+			}
+			if got, _ := recHeader(r, schema.HeaderKey); got != string(natural) {
+				t.Errorf("part %d line %d: %s = %q, want %q", part, line, schema.HeaderKey, got, natural)
 			}
 			if int(r.Partition) != schema.Partition(r.Key, partitions) {
 				t.Errorf("part %d line %d in partition %d, murmur2 says %d", part, line, r.Partition, schema.Partition(r.Key, partitions))

@@ -20,6 +20,10 @@ const (
 	HeaderContentType   = "content-type"
 	HeaderMarker        = "mde.marker"
 	HeaderError         = "mde.error"
+	// HeaderKey is the natural key of a record: for an export with one
+	// record per device its DeviceId, for the others the compact JSON
+	// object of its key columns (Export.Key).
+	HeaderKey = "mde.key"
 
 	// ContentTypeJSON is the content-type header value of record messages.
 	ContentTypeJSON = "application/json"

@@ -46,8 +46,9 @@ func (e *lineError) Unwrap() error { return e.err }
 
 // DeviceID checks that line is exactly one JSON object (RFC 8259 syntax;
 // surrounding whitespace allowed) and returns the value of its top-level
-// "DeviceId" member (case-sensitive, compared after unescaping the member
-// name; if duplicated, the last wins, as encoding/json does).
+// "DeviceId" member (the member name compared after unescaping and
+// ASCII case-folding, as encoding/json matches a struct field; if several
+// members match, the last wins, as encoding/json does).
 //
 // The whole line is validated in one pass, and strings must be valid
 // UTF-8 (RFC 8259 §8.1): a line with invalid UTF-8 is rejected with
@@ -59,54 +60,95 @@ func (e *lineError) Unwrap() error { return e.err }
 // no escapes; otherwise it is a newly allocated unescaped copy. Errors
 // wrap ErrNotObject or ErrNoDeviceID and never contain line content.
 func DeviceID(line []byte) ([]byte, error) {
-	p := parser{b: line, depth: 1}
+	id, _, err := NewKeys(nil).Read(line)
+	return id, err
+}
+
+// Keys reads the keys of an export's lines: the record key (DeviceId) and
+// the natural key encoding of the export's key columns. A Keys is reused
+// line after line by one goroutine.
+type Keys struct {
+	cols  []string
+	spans []keySpan
+	out   []byte
+	p     parser
+}
+
+// keySpan is where a key column's value stands in the line.
+type keySpan struct {
+	start, end      int
+	found, isString bool
+	escaped         bool
+}
+
+// NewKeys returns the key reader of an export whose natural key is cols
+// (cols[0] is DeviceId; nil or one column: the natural key is the
+// DeviceId itself).
+func NewKeys(cols []string) *Keys {
+	if len(cols) == 0 {
+		cols = []string{deviceIDKey}
+	}
+	return &Keys{cols: cols, spans: make([]keySpan, len(cols)), out: make([]byte, 0, 256)}
+}
+
+// Read checks line as DeviceID does and returns its DeviceId and its
+// natural key encoding: for one key column the DeviceId itself; for
+// more, a compact JSON object of the key columns in their declared order
+// and spelling, each value as the line's JSON value (a missing column is
+// null; a string re-encoded with the fewest escapes, so that one value
+// has one encoding; an object or array compacted). Column names are
+// matched after ASCII case-folding. Both results are valid until the
+// next call; id may alias line.
+func (k *Keys) Read(line []byte) (id, natural []byte, err error) {
+	p := &k.p
+	*p = parser{b: line, depth: 1, kinds: p.kinds}
+	for i := range k.spans {
+		k.spans[i] = keySpan{}
+	}
 	n := len(line)
 	i := p.ws(0)
 	if i >= n {
-		return nil, &lineError{ErrNotObject, "no JSON value", i}
+		return nil, nil, &lineError{ErrNotObject, "no JSON value", i}
 	}
 	if line[i] != '{' {
-		return nil, &lineError{ErrNotObject, "expected '{'", i}
+		return nil, nil, &lineError{ErrNotObject, "expected '{'", i}
 	}
-	found, isString, escaped := false, false, false
-	idStart, idEnd := 0, 0
 	i = p.ws(i + 1)
 	if i < n && line[i] == '}' {
 		i++
 	} else {
 		for {
 			if i >= n || line[i] != '"' {
-				return nil, p.notObject("expected member name", i)
+				return nil, nil, p.notObject("expected member name", i)
 			}
 			ks := i
 			ke, kesc := p.str(i)
 			if ke < 0 {
-				return nil, p.notObject("", 0)
+				return nil, nil, p.notObject("", 0)
 			}
 			i = p.ws(ke)
 			if i >= n || line[i] != ':' {
-				return nil, p.notObject("expected ':'", i)
+				return nil, nil, p.notObject("expected ':'", i)
 			}
 			i = p.ws(i + 1)
-			isID := nameEquals(line[ks+1:ke-1], kesc, deviceIDKey)
+			c := k.match(line[ks+1:ke-1], kesc)
+			vs := i
 			if i < n && line[i] == '"' {
-				vs := i
 				ve, vesc := p.str(i)
 				if ve < 0 {
-					return nil, p.notObject("", 0)
+					return nil, nil, p.notObject("", 0)
 				}
-				if isID {
-					found, isString, escaped = true, true, vesc
-					idStart, idEnd = vs+1, ve-1
+				if c >= 0 {
+					k.spans[c] = keySpan{start: vs, end: ve, found: true, isString: true, escaped: vesc}
 				}
 				i = ve
 			} else {
 				i = p.value(i)
 				if i < 0 {
-					return nil, p.notObject("", 0)
+					return nil, nil, p.notObject("", 0)
 				}
-				if isID {
-					found, isString = true, false
+				if c >= 0 {
+					k.spans[c] = keySpan{start: vs, end: i, found: true}
 				}
 			}
 			i = p.ws(i)
@@ -118,25 +160,127 @@ func DeviceID(line []byte) ([]byte, error) {
 				i++
 				break
 			}
-			return nil, p.notObject("expected ',' or '}'", i)
+			return nil, nil, p.notObject("expected ',' or '}'", i)
 		}
 	}
 	if i = p.ws(i); i != n {
-		return nil, &lineError{ErrNotObject, "data after the object", i}
+		return nil, nil, &lineError{ErrNotObject, "data after the object", i}
 	}
+	d := k.spans[0]
 	switch {
-	case !found:
-		return nil, &lineError{ErrNoDeviceID, "no DeviceId member", -1}
-	case !isString:
-		return nil, &lineError{ErrNoDeviceID, "DeviceId is not a string", -1}
-	case idEnd == idStart:
-		return nil, &lineError{ErrNoDeviceID, "DeviceId is empty", -1}
+	case !d.found:
+		return nil, nil, &lineError{ErrNoDeviceID, "no DeviceId member", -1}
+	case !d.isString:
+		return nil, nil, &lineError{ErrNoDeviceID, "DeviceId is not a string", -1}
+	case d.end-d.start == 2:
+		return nil, nil, &lineError{ErrNoDeviceID, "DeviceId is empty", -1}
 	}
-	raw := line[idStart:idEnd:idEnd]
-	if !escaped {
-		return raw, nil
+	k.out = k.out[:0]
+	if raw := line[d.start+1 : d.end-1 : d.end-1]; !d.escaped {
+		id = raw
+	} else {
+		k.out = appendUnescaped(k.out, raw)
+		id = k.out[:len(k.out):len(k.out)]
 	}
-	return unescape(raw), nil
+	if len(k.cols) == 1 {
+		return id, id, nil
+	}
+	start := len(k.out)
+	k.out = append(k.out, '{')
+	for c, col := range k.cols {
+		if c > 0 {
+			k.out = append(k.out, ',')
+		}
+		k.out = append(k.out, '"')
+		k.out = append(k.out, col...)
+		k.out = append(k.out, '"', ':')
+		k.out = appendKeyValue(k.out, line, k.spans[c])
+	}
+	k.out = append(k.out, '}')
+	if d.escaped {
+		id = k.out[:start:start] // k.out may have moved
+	}
+	return id, k.out[start:], nil
+}
+
+// match returns the index of the key column named by the validated
+// string content raw (compared after unescaping and ASCII case-folding),
+// or -1.
+func (k *Keys) match(raw []byte, escaped bool) int {
+	for c, col := range k.cols {
+		if !escaped && len(raw) != len(col) {
+			continue
+		}
+		if nameEqualFold(raw, escaped, col) {
+			return c
+		}
+	}
+	return -1
+}
+
+// appendKeyValue appends the value at s in line to a natural key: null
+// when missing, strings with the fewest escapes, other values compacted.
+func appendKeyValue(dst, line []byte, s keySpan) []byte {
+	switch {
+	case !s.found:
+		return append(dst, "null"...)
+	case s.isString && !s.escaped:
+		return append(dst, line[s.start:s.end]...)
+	case s.isString:
+		dst = append(dst, '"')
+		dst = appendJSONEscaped(dst, appendUnescaped(nil, line[s.start+1:s.end-1]))
+		return append(dst, '"')
+	}
+	return appendCompact(dst, line[s.start:s.end])
+}
+
+// appendJSONEscaped appends s (valid UTF-8) as the content of a JSON
+// string, escaping only what must be escaped.
+func appendJSONEscaped(dst, s []byte) []byte {
+	const hexd = "0123456789abcdef"
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&15])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// appendCompact appends the validated JSON value v without the whitespace
+// outside its strings.
+func appendCompact(dst, v []byte) []byte {
+	in := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case in:
+			dst = append(dst, c)
+			if c == '\\' {
+				i++
+				dst = append(dst, v[i])
+			} else if c == '"' {
+				in = false
+			}
+		case c == '"':
+			in = true
+			dst = append(dst, c)
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // parser is a single-pass JSON syntax checker. Its scanning methods
@@ -477,11 +621,20 @@ func nextRune(raw []byte, i int) (rune, int) {
 	return r, i + size
 }
 
-// nameEquals reports whether the validated string content raw, once
-// unescaped, equals want, without allocating.
-func nameEquals(raw []byte, escaped bool, want string) bool {
+// nameEqualFold reports whether the validated string content raw, once
+// unescaped, equals want (ASCII letters compared case-insensitively),
+// without allocating.
+func nameEqualFold(raw []byte, escaped bool, want string) bool {
 	if !escaped {
-		return string(raw) == want
+		if len(raw) != len(want) {
+			return false
+		}
+		for i := 0; i < len(raw); i++ {
+			if a, b := raw[i], want[i]; a != b && lower(a) != lower(b) {
+				return false
+			}
+		}
+		return true
 	}
 	var enc [utf8.UTFMax]byte
 	j := 0
@@ -489,18 +642,30 @@ func nameEquals(raw []byte, escaped bool, want string) bool {
 		var r rune
 		r, i = nextRune(raw, i)
 		n := utf8.EncodeRune(enc[:], r)
-		if j+n > len(want) || string(enc[:n]) != want[j:j+n] {
+		if j+n > len(want) {
 			return false
+		}
+		for m := 0; m < n; m++ {
+			if a, b := enc[m], want[j+m]; a != b && lower(a) != lower(b) {
+				return false
+			}
 		}
 		j += n
 	}
 	return j == len(want)
 }
 
-// unescape returns a new copy of the validated string content raw with
-// its escapes decoded.
-func unescape(raw []byte) []byte {
-	out := make([]byte, 0, len(raw))
+// lower folds an ASCII letter to lower case.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// appendUnescaped appends the validated string content raw with its
+// escapes decoded.
+func appendUnescaped(out, raw []byte) []byte {
 	for i := 0; i < len(raw); {
 		var r rune
 		r, i = nextRune(raw, i)

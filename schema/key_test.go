@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -84,8 +85,11 @@ func TestDeviceID(t *testing.T) {
 		{"object DeviceId", `{"DeviceId":{"v":"x"}}`, "", ErrNoDeviceID},
 		{"missing DeviceId", `{"DeviceName":"x"}`, "", ErrNoDeviceID},
 		{"empty object", `{}`, "", ErrNoDeviceID},
-		{"wrong case", `{"deviceid":"abc"}`, "", ErrNoDeviceID},
-		{"wrong case 2", `{"DeviceID":"abc"}`, "", ErrNoDeviceID},
+		{"other case", `{"deviceid":"abc"}`, "abc", nil},
+		{"other case 2", `{"DeviceID":"abc"}`, "abc", nil},
+		{"other case, last wins", `{"DeviceId":"exact","deviceID":"folded"}`, "folded", nil},
+		{"escaped other case", `{"device\u0069D":"abc"}`, "abc", nil},
+		{"not ASCII folding", `{"DevİceId":"abc"}`, "", ErrNoDeviceID},
 		{"array", `[{"DeviceId":"abc"}]`, "", ErrNotObject},
 		{"string scalar", `"abc"`, "", ErrNotObject},
 		{"number scalar", `42`, "", ErrNotObject},
@@ -198,25 +202,47 @@ func TestDeviceIDDepthLimit(t *testing.T) {
 	}
 }
 
-func TestDeviceIDZeroAllocs(t *testing.T) {
+func TestKeysReadZeroAllocs(t *testing.T) {
 	line := realisticLine(t)
-	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := DeviceID(line); err != nil {
-			t.Fatal(err)
+	for _, cols := range [][]string{nil, {"DeviceId", "OsPlatform", "RbacGroupId", "Missing"}} {
+		k := NewKeys(cols)
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, _, err := k.Read(line); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("Keys(%q).Read allocates %v times per line", cols, allocs)
 		}
-	})
-	if allocs != 0 {
-		t.Fatalf("DeviceID allocates %v times per line", allocs)
 	}
 }
 
-// referenceDeviceID is DeviceID's contract expressed with encoding/json.
+// referenceDeviceID is DeviceID's contract expressed with encoding/json:
+// the last top-level member whose name equals DeviceId case-insensitively.
 func referenceDeviceID(line []byte) (string, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(line, &m); err != nil || m == nil { // m == nil: the line is null
 		return "", ErrNotObject
 	}
-	raw, ok := m["DeviceId"]
+	var raw json.RawMessage
+	ok := false
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if _, err := dec.Token(); err != nil {
+		return "", ErrNotObject
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", ErrNotObject
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "", ErrNotObject
+		}
+		if strings.EqualFold(tok.(string), "DeviceId") {
+			raw, ok = v, true
+		}
+	}
 	if !ok {
 		return "", ErrNoDeviceID
 	}

@@ -317,11 +317,19 @@ func (c *ExportClient) apiError(status int, body []byte) *APIError {
 	case http.StatusUnauthorized:
 		e.hint = "check " + c.cfg.Names.Of("source.TenantID") + " (the tenant of the Defender subscription), the application and " + c.cfg.Names.Of("source.Scope") + " (default " + DefaultTokenScope + ")"
 	case http.StatusForbidden:
-		e.hint = "the application needs the API permission Vulnerability.Read.All (WindowsDefenderATP, type Application) with admin consent"
+		e.hint = c.cfg.Export + " needs the API permission " + permissionOf(c.cfg.Export) + " (WindowsDefenderATP, type Application) with admin consent"
 	case http.StatusNotFound:
-		e.hint = "check " + c.cfg.Names.Of("source.BaseURL") + " (" + strings.TrimRight(c.cfg.BaseURL, "/") + "/api/machines/" + c.cfg.Export + " does not exist)"
+		e.hint = c.cfg.Export + " is not offered here: the tenant may lack the Defender Vulnerability Management add-on it needs, or check " + c.cfg.Names.Of("source.BaseURL") + " (" + strings.TrimRight(c.cfg.BaseURL, "/") + "/api/machines/" + c.cfg.Export + " does not exist)"
 	}
 	return e
+}
+
+// permissionOf is the application permission an export requires.
+func permissionOf(export string) string {
+	if e, ok := schema.LookupExport(export); ok {
+		return e.Permission
+	}
+	return "Vulnerability.Read.All"
 }
 
 func (c *ExportClient) parse(body []byte) (schema.Manifest, error) {

@@ -329,3 +329,42 @@ func TestRateLimiterConcurrentAndCancel(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestManifestNotLicensedOrForbiddenNamesTheExport: an export answering 404
+// (the tenant lacks the add-on) or 403 (the app lacks the permission)
+// fails at once, with a message naming the export and what it needs.
+func TestManifestNotLicensedOrForbiddenNamesTheExport(t *testing.T) {
+	for _, tc := range []struct {
+		export string
+		status int
+		wants  []string
+	}{
+		{"SoftwareVulnerabilitiesExport", http.StatusForbidden, []string{"403", "SoftwareVulnerabilitiesExport", "Vulnerability.Read.All"}},
+		{"BaselineComplianceAssessmentExport", http.StatusForbidden, []string{"403", "BaselineComplianceAssessmentExport", "SecurityBaselinesAssessment.Read.All"}},
+		{"SoftwareInventoryExport", http.StatusForbidden, []string{"SoftwareInventoryExport", "Software.Read.All"}},
+		{"HardwareFirmwareInventoryExport", http.StatusNotFound, []string{"404", "HardwareFirmwareInventoryExport", "Defender Vulnerability Management add-on"}},
+	} {
+		def := fakes.NewDefender(fakes.DefenderConfig{ManifestOf: func(export string) ([]string, string, int) {
+			if export == tc.export {
+				return nil, "", tc.status
+			}
+			return exportURLs, "2026-03-01T10:01:00Z", 0
+		}})
+		defer def.Close()
+		c, err := source.NewExportClient(source.ExportConfig{Names: testNames, BaseURL: def.URL(), Export: tc.export,
+			Tokens: source.TokenSourceFunc(func(context.Context) (string, error) { return "t", nil }), HTTPClient: def.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Manifest(context.Background())
+		var ae *source.APIError
+		if !errors.As(err, &ae) || ae.Status != tc.status || def.CallsOf(tc.export) != 1 {
+			t.Fatalf("%s: %v after %d calls; want an APIError %d at once", tc.export, err, def.CallsOf(tc.export), tc.status)
+		}
+		for _, w := range tc.wants {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not mention %q", tc.export, err, w)
+			}
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
+	"github.com/tvm2kafka/tvm2kafka/schema"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
 
@@ -38,7 +39,8 @@ func usagef(format string, args ...any) error {
 // them.
 type config struct {
 	runSettings
-	auth        string // MDE_AUTH's value for the credential chosen
+	exports     []schema.Export // MDE_EXPORT, or every export of MDE_EXPORTS
+	auth        string          // MDE_AUTH's value for the credential chosen
 	cred        source.CredentialConfig
 	kafka       wire.Config
 	workers     int // TVM2KAFKA_WORKERS, or derived from res
@@ -78,9 +80,36 @@ func parseConfig(v rawValues) (*config, error) {
 		bad("TVM2KAFKA_HTTP_ADDR", "%v", err)
 	}
 
-	// Defender API.
-	if e := in.Azure.Export; e == "" || strings.ContainsAny(e, "/?#") {
-		bad("MDE_EXPORT", "%q is not an export name", e)
+	// Defender API: the exports and their topics.
+	if in.Azure.Exports != "" {
+		if !strings.EqualFold(v["MDE_EXPORT"], schema.ExportInfoGathering) {
+			bad("MDE_EXPORTS", "set together with MDE_EXPORT: set one of them")
+		}
+		seen := map[string]bool{}
+		for _, name := range strings.Split(in.Azure.Exports, ",") {
+			e, err := lookupExport("MDE_EXPORTS", strings.TrimSpace(name))
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case seen[e.Name]:
+				bad("MDE_EXPORTS", "%s is listed twice", e.Name)
+			default:
+				seen[e.Name] = true
+				c.exports = append(c.exports, e)
+			}
+		}
+	} else if e, err := lookupExport("MDE_EXPORT", in.Azure.Export); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.exports = []schema.Export{e}
+		c.Azure.Export = e.Name
+	}
+	if len(c.exports) > 1 {
+		for _, t := range []struct{ env, v string }{{"KAFKA_TOPIC", in.Kafka.Topic}, {"KAFKA_DLQ_TOPIC", in.Topics.DLQTopic}, {"KAFKA_TABLE_TOPIC", in.Topics.TableTopic}} {
+			if t.v != "" && !strings.Contains(t.v, exportPlaceholder) {
+				bad(t.env, "%q names one topic for the %d exports of MDE_EXPORTS: use %s in it, e.g. mde.%s.table", t.v, len(c.exports), exportPlaceholder, exportPlaceholder)
+			}
+		}
 	}
 	if err := checkURL(in.Azure.APIURL); err != nil {
 		bad("MDE_API_URL", "%v", err)
@@ -127,6 +156,7 @@ func parseConfig(v rawValues) (*config, error) {
 	// Kafka.
 	k, kerrs := kafkaConfig(in.Kafka)
 	errs = append(errs, kerrs...)
+
 	if len(k.Brokers) == 0 && !in.Pipeline.DryRun {
 		bad("KAFKA_BROKERS", "required (comma-separated host:port), or set TVM2KAFKA_DRY_RUN=true")
 	}
@@ -159,8 +189,11 @@ func parseConfig(v rawValues) (*config, error) {
 		c.warnings = append(c.warnings, "KAFKA_OAUTH_SCOPE is set but KAFKA_SASL_MECHANISM is not OAUTHBEARER: it is not used")
 	}
 	k.RetryMaxElapsed = in.Pipeline.RetryMax
-	if len(errs) == 0 {
-		check := k
+	for _, e := range c.exports {
+		if len(errs) > 0 {
+			break
+		}
+		check := kafkaForExport(k, in, e)
 		if in.Pipeline.DryRun && len(check.Brokers) == 0 {
 			// A dry run needs no broker; the rest of the Kafka settings
 			// are still checked.
@@ -171,6 +204,9 @@ func parseConfig(v rawValues) (*config, error) {
 		}
 	}
 	c.kafka = k
+	if len(c.exports) > 0 {
+		c.kafka = kafkaForExport(k, in, c.exports[0])
+	}
 	c.secretsSeen = secretsOf(list, v)
 	if err := joinErrors(errs); err != nil {
 		return nil, err
@@ -178,6 +214,49 @@ func parseConfig(v rawValues) (*config, error) {
 	c.effective = effectiveSettings(list, v)
 	c.effective["TVM2KAFKA_WORKERS"] = strconv.Itoa(c.workers)
 	return c, nil
+}
+
+// exportPlaceholder in a topic setting stands for the export's short name.
+const exportPlaceholder = "{export}"
+
+// lookupExport finds the export named name (case-insensitively) or says
+// which names there are.
+func lookupExport(env, name string) (schema.Export, error) {
+	if e, ok := schema.LookupExport(name); ok {
+		return e, nil
+	}
+	return schema.Export{}, fmt.Errorf("%s: %q is not an export; the exports are %s", env, name, strings.Join(schema.ExportNames(), ", "))
+}
+
+// exportTopic is the topic setting v for export e: its default topic
+// when v is empty, v with {export} replaced otherwise.
+func exportTopic(v string, e schema.Export) string {
+	if v == "" {
+		return e.Topic()
+	}
+	return strings.ReplaceAll(v, exportPlaceholder, e.Short)
+}
+
+// forExport returns the configuration of the runs of export e: the
+// export and its topics (KAFKA_TOPIC, KAFKA_DLQ_TOPIC and
+// KAFKA_TABLE_TOPIC with {export} replaced).
+func (c *config) forExport(e schema.Export) *config {
+	cc := *c
+	cc.Azure.Export = e.Name
+	cc.kafka = kafkaForExport(c.kafka, c.runSettings, e)
+	return &cc
+}
+
+// kafkaForExport is k with the topics of export e.
+func kafkaForExport(k wire.Config, in runSettings, e schema.Export) wire.Config {
+	k.Topic = exportTopic(in.Kafka.Topic, e)
+	if in.Topics.DLQTopic != "" {
+		k.DLQTopic = exportTopic(in.Topics.DLQTopic, e)
+	}
+	if in.Topics.TableTopic != "" {
+		k.TableTopic = exportTopic(in.Topics.TableTopic, e)
+	}
+	return k
 }
 
 // kafkaConfig turns the connection settings shared by run, serve and

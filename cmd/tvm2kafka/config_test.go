@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
 func envOf(m map[string]string) lookupFunc {
@@ -63,6 +65,11 @@ func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 		{"unknown sasl", map[string]string{"KAFKA_SASL_MECHANISM": "GSSAPI", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, nil, []string{"KAFKA_SASL_MECHANISM"}},
 		{"missing CA file", map[string]string{"KAFKA_TLS_CA_FILE": "/nonexistent/ca.pem"}, nil, []string{"KAFKA_TLS_CA_FILE"}},
 		{"replication factor zero", map[string]string{"KAFKA_TOPIC_REPLICATION_FACTOR": "0"}, nil, []string{"KAFKA_TOPIC_REPLICATION_FACTOR"}},
+		{"unknown export", map[string]string{"MDE_EXPORT": "MachinesExport"}, nil, append([]string{"MDE_EXPORT", `MachinesExport\" is not an export`}, schema.ExportNames()...)},
+		{"unknown export in a list", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport,NoSuchExport"}, nil, []string{"MDE_EXPORTS", `NoSuchExport`, "BrowserExtensionsInventoryExport"}},
+		{"export listed twice", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport, softwareinventoryexport"}, nil, []string{"MDE_EXPORTS", "listed twice"}},
+		{"export and exports", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport", "MDE_EXPORT": "CertificateAssessmentExport"}, nil, []string{"MDE_EXPORTS", "MDE_EXPORT"}},
+		{"one topic for several exports", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport,CertificateAssessmentExport", "KAFKA_TABLE_TOPIC": "table"}, nil, []string{"KAFKA_TABLE_TOPIC", "{export}"}},
 		{"unknown flag", nil, []string{"--no-such-flag"}, []string{"no-such-flag"}},
 		{"stray argument", nil, []string{"extra"}, []string{"unexpected argument"}},
 	}
@@ -89,6 +96,52 @@ func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 	}
 	if n := calls.Load(); n != 0 {
 		t.Fatalf("%d network calls were made by runs with bad configuration", n)
+	}
+}
+
+// TestExportsAndTheirTopics: MDE_EXPORT takes each export, spelled in any
+// case, with its default topic; MDE_EXPORTS gives every export its own
+// topics through {export}.
+func TestExportsAndTheirTopics(t *testing.T) {
+	base := map[string]string{"MDE_ACCESS_TOKEN": "t", "KAFKA_BROKERS": "localhost:9092"}
+	for _, e := range schema.Exports() {
+		env := maps.Clone(base)
+		env["MDE_EXPORT"] = strings.ToUpper(e.Name)
+		raw, err := resolveRun(nil, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := parseConfig(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", e.Name, err)
+		}
+		if c.Azure.Export != e.Name || c.kafka.Topic != e.Topic() || c.runner().Export != e.Name {
+			t.Errorf("MDE_EXPORT=%s: export %q, topic %q", env["MDE_EXPORT"], c.Azure.Export, c.kafka.Topic)
+		}
+	}
+	env := maps.Clone(base)
+	env["MDE_EXPORTS"] = "SoftwareVulnerabilitiesExport, certificateassessmentexport"
+	env["KAFKA_TABLE_TOPIC"] = "mde.{export}.table"
+	env["KAFKA_DLQ_TOPIC"] = "dlq.{export}"
+	raw, err := resolveRun(nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range c.exports {
+		k := c.forExport(e)
+		got = append(got, k.Azure.Export+" "+k.kafka.Topic+" "+k.kafka.TableTopic+" "+k.kafka.DLQTopic)
+	}
+	want := []string{
+		"SoftwareVulnerabilitiesExport mde.vulnerabilities mde.vulnerabilities.table dlq.vulnerabilities",
+		"CertificateAssessmentExport mde.certificates mde.certificates.table dlq.certificates",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("exports:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -41,6 +41,7 @@ type verifySettings struct {
 	Kafka  kafkaSettings `group:"Kafka"`
 	Logs   logSettings   `group:"Logs"`
 	Verify struct {
+		Export  string        `env:"MDE_EXPORT" flag:"mde-export" default:"InfoGatheringExport" help:"the export whose default topic is read when KAFKA_TOPIC is not set"`
 		MaxAge  string        `flag:"max-age" help:"also fail when the snapshot's generatedTime is older than this (e.g. 26h, 2d)"`
 		Output  string        `flag:"output" default:"text" enum:"text,json" help:"output format; json prints one JSON object on stdout"`
 		Timeout time.Duration `flag:"timeout" default:"2m" help:"give up after this long"`
@@ -74,13 +75,14 @@ type azureSettings struct {
 	TokenScope          string `env:"MDE_TOKEN_SCOPE" names:"source.Scope" flag:"mde-token-scope" shown:"https://api.securitycenter.microsoft.com/.default" help:"OAuth scope of the Defender API (for *.securitycenter.microsoft.us hosts: that host + /.default)"`
 	AccessToken         string `env:"MDE_ACCESS_TOKEN" names:"source.AccessToken" flag:"mde-access-token" secret:"true" help:"bearer token obtained elsewhere; skips Entra ID"`
 	SASValidHours       int    `env:"MDE_SAS_VALID_HOURS" names:"source.SASValidHours" flag:"mde-sas-valid-hours" shown:"not sent (the API's 3 hours)" min:"1" max:"24" help:"sasValidHours sent to the export API"`
-	Export              string `env:"MDE_EXPORT" names:"source.Export runner.Export" flag:"mde-export" default:"InfoGatheringExport" help:"export to take: GET /api/machines/{export}"`
+	Export              string `env:"MDE_EXPORT" names:"source.Export runner.Export" flag:"mde-export" default:"InfoGatheringExport" help:"export to take, GET /api/machines/{export}: one of the nine of docs/exports.md (case-insensitive)"`
+	Exports             string `env:"MDE_EXPORTS" flag:"mde-exports" help:"serve: several exports, comma-separated, each on its own topic (replaces MDE_EXPORT; the export API's limits are shared)"`
 }
 
 // kafkaSettings is the connection to the brokers: run, serve and verify.
 type kafkaSettings struct {
 	Brokers       string `env:"KAFKA_BROKERS" names:"wire.Brokers" flag:"kafka-brokers" shown:"required" help:"comma-separated host:port (a dry run needs none)"`
-	Topic         string `env:"KAFKA_TOPIC" names:"wire.Topic" flag:"kafka-topic" default:"mde.infogathering" help:"target topic; created when missing"`
+	Topic         string `env:"KAFKA_TOPIC" names:"wire.Topic" flag:"kafka-topic" shown:"the export's: mde.infogathering, mde.vulnerabilities, …" help:"target topic; created when missing; {export} stands for the export's short name (required with MDE_EXPORTS)"`
 	SASLMechanism string `env:"KAFKA_SASL_MECHANISM" names:"wire.SASLMechanism" flag:"kafka-sasl-mechanism" enum:"PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER" help:"SASL mechanism; OAUTHBEARER takes a token from the Entra ID credential (Azure Event Hubs)"`
 	SASLUsername  string `env:"KAFKA_SASL_USERNAME" names:"wire.SASLUsername" flag:"kafka-sasl-username" help:"SASL user (Azure Event Hubs: $ConnectionString)"`
 	SASLPassword  string `env:"KAFKA_SASL_PASSWORD" names:"wire.SASLPassword" flag:"kafka-sasl-password" secret:"true" help:"SASL password (Event Hubs: the connection string)"`
@@ -93,8 +95,8 @@ type kafkaSettings struct {
 
 // topicSettings are the Kafka settings of run and serve only.
 type topicSettings struct {
-	DLQTopic          string `env:"KAFKA_DLQ_TOPIC" names:"wire.DLQTopic" flag:"kafka-dlq-topic" help:"topic for rejected lines (optional; created when missing)"`
-	TableTopic        string `env:"KAFKA_TABLE_TOPIC" names:"wire.TableTopic" flag:"kafka-table-topic" help:"compacted topic holding the current device table: one record per device, tombstones for removed devices (optional; created when missing with cleanup.policy=compact)"`
+	DLQTopic          string `env:"KAFKA_DLQ_TOPIC" names:"wire.DLQTopic" flag:"kafka-dlq-topic" help:"topic for rejected lines (optional; created when missing; {export} as in KAFKA_TOPIC)"`
+	TableTopic        string `env:"KAFKA_TABLE_TOPIC" names:"wire.TableTopic" flag:"kafka-table-topic" help:"compacted topic holding the export's current state: one record per natural key, tombstones for removed ones (optional; created when missing with cleanup.policy=compact; {export} as in KAFKA_TOPIC)"`
 	Compression       string `env:"KAFKA_COMPRESSION" names:"wire.Compression" flag:"kafka-compression" default:"lz4" enum:"none,gzip,snappy,lz4,zstd" help:"compression of the record batches"`
 	Partitions        int    `env:"KAFKA_TOPIC_PARTITIONS" names:"wire.TopicPartitions" flag:"kafka-topic-partitions" default:"6" min:"1" max:"100000" help:"partitions of a topic this tool creates (an existing topic is used as it is)"`
 	ReplicationFactor int    `env:"KAFKA_TOPIC_REPLICATION_FACTOR" names:"wire.TopicReplicationFactor" flag:"kafka-topic-replication-factor" default:"-1" min:"-1" max:"1000" help:"replication factor of a created topic; -1 = the broker's default"`

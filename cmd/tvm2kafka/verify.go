@@ -127,6 +127,11 @@ func loadVerifyOptions(args []string, lookup lookupFunc, stdout, stderr io.Write
 	opts.log.logLevel, _ = zerolog.ParseLevel(in.Logs.Level)
 	k, kerrs := kafkaConfig(in.Kafka)
 	errs = append(errs, kerrs...)
+	if e, err := lookupExport("MDE_EXPORT", in.Verify.Export); err != nil {
+		errs = append(errs, err)
+	} else {
+		k.Topic = exportTopic(in.Kafka.Topic, e)
+	}
 	if len(k.Brokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS: required (comma-separated host:port)"))
 	}

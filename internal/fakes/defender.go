@@ -8,13 +8,22 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
 // DefenderConfig configures a fake Defender API.
 type DefenderConfig struct {
-	// Manifest is called on every successful export call and returns the
-	// SAS URLs and generatedTime to answer. Nil answers an empty export.
+	// Manifest is called on every successful call of InfoGatheringExport
+	// and returns the SAS URLs and generatedTime to answer. Nil answers an
+	// empty export.
 	Manifest func() (urls []string, generatedTime string)
+	// ManifestOf, when set, answers every export of schema.Exports (its
+	// canonical name is passed): the URLs and generatedTime, or a status
+	// of 403 (the app lacks the export's permission) or 404 (the tenant
+	// has no licence for it) to answer instead; 0 is 200. It replaces
+	// Manifest.
+	ManifestOf func(export string) (urls []string, generatedTime string, status int)
 	// Authorize decides whether a bearer token is accepted (401 otherwise).
 	// Nil accepts any non-empty token.
 	Authorize func(bearer string) bool
@@ -31,8 +40,10 @@ type Response struct {
 	Body   string
 }
 
-// Defender is a fake Defender API serving GET /api/machines/InfoGatheringExport
-// (path matched case-insensitively) with Defender's answer shape:
+// Defender is a fake Defender API serving GET /api/machines/<export> for
+// the exports of schema.Exports (InfoGatheringExport only, unless
+// DefenderConfig.ManifestOf is set; path matched case-insensitively) with
+// Defender's answer shape:
 // {"@odata.context": ..., "exportFiles": [...], "generatedTime": ...}.
 // Unauthorized calls get 401 with Defender's JSON error body.
 type Defender struct {
@@ -42,6 +53,7 @@ type Defender struct {
 
 	mu        sync.Mutex
 	calls     []time.Time
+	callsOf   map[string]int
 	lastQuery url.Values
 	queue     []Response
 }
@@ -94,6 +106,14 @@ func (d *Defender) Calls() []time.Time {
 	return append([]time.Time(nil), d.calls...)
 }
 
+// CallsOf returns the number of calls of one export (its canonical name),
+// scripted failures included.
+func (d *Defender) CallsOf(export string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.callsOf[export]
+}
+
 // LastQuery returns the query parameters of the last export call.
 func (d *Defender) LastQuery() url.Values {
 	d.mu.Lock()
@@ -109,12 +129,18 @@ func (d *Defender) Fail(responses ...Response) {
 }
 
 func (d *Defender) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet || !strings.EqualFold(strings.TrimSuffix(r.URL.Path, "/"), "/api/machines/InfoGatheringExport") {
+	name, _ := strings.CutPrefix(strings.ToLower(strings.TrimSuffix(r.URL.Path, "/")), "/api/machines/")
+	export, known := schema.LookupExport(name)
+	if r.Method != http.MethodGet || !known || (d.cfg.ManifestOf == nil && export.Name != schema.ExportInfoGathering) {
 		defenderError(w, http.StatusNotFound, "ResourceNotFound", "Resource not found")
 		return
 	}
 	d.mu.Lock()
 	d.calls = append(d.calls, d.cfg.Now())
+	if d.callsOf == nil {
+		d.callsOf = map[string]int{}
+	}
+	d.callsOf[export.Name]++
 	d.lastQuery = r.URL.Query()
 	var scripted *Response
 	if len(d.queue) > 0 {
@@ -146,7 +172,19 @@ func (d *Defender) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var urls []string
 	generated := time.Now().UTC().Format("2006-01-02T15:04:05Z")
-	if d.cfg.Manifest != nil {
+	switch {
+	case d.cfg.ManifestOf != nil:
+		var status int
+		urls, generated, status = d.cfg.ManifestOf(export.Name)
+		switch status {
+		case http.StatusForbidden:
+			defenderError(w, status, "Forbidden", "The application does not have any of the required application roles ("+export.Permission+") to access the resource.")
+			return
+		case http.StatusNotFound:
+			defenderError(w, status, "ResourceNotFound", "Resource not found")
+			return
+		}
+	case d.cfg.Manifest != nil:
 		urls, generated = d.cfg.Manifest()
 	}
 	if urls == nil {
