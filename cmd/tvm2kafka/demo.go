@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -43,13 +44,20 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	d := in.Demo
+	export, err := lookupExport("--export", d.Export)
+	if err != nil {
+		fmt.Fprintf(stderr, "tvm2kafka demo: %v\n", err)
+		return exitUsage
+	}
+	records := d.Devices * synth.RowsPerDevice(export.Name)
 	if d.Workers == 0 {
 		d.Workers = runtime.NumCPU()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(stdout, "tvm2kafka demo: %d devices in %d parts → embedded Kafka, %d partitions\n", d.Devices, d.Parts, d.Partitions)
+	fmt.Fprintf(stdout, "tvm2kafka demo: %s, %d devices, %d records in %d parts → embedded Kafka, topic %s, %d partitions\n",
+		export.Name, d.Devices, records, d.Parts, export.Topic(), d.Partitions)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		fmt.Fprintf(stderr, "tvm2kafka demo: embedded broker: %v\n", err)
@@ -61,7 +69,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The synthetic export in an embedded blob store.
 	store := fakes.NewBlobStore()
 	defer store.Close()
-	opts := synth.Options{Devices: d.Devices, Parts: d.Parts, Seed: int64(d.Seed)}
+	opts := synth.Options{Export: export.Name, Devices: records, Parts: d.Parts, Seed: int64(d.Seed)}
 	layout := synth.Plan(opts)
 	var urls []string
 	var buf bytes.Buffer
@@ -75,7 +83,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		urls = append(urls, store.SASURL(layout.Container, p.Name, time.Now().Add(3*time.Hour)))
 	}
 	defender := fakes.NewDefender(fakes.DefenderConfig{
-		Manifest:  func() ([]string, string) { return urls, layout.GeneratedTime },
+		ManifestOf: func(name string) ([]string, string, int) {
+			if name != export.Name {
+				return nil, "", http.StatusNotFound
+			}
+			return urls, layout.GeneratedTime, 0
+		},
 		Authorize: func(bearer string) bool { return bearer == demoToken },
 	})
 	defer defender.Close()
@@ -84,6 +97,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for k, v := range map[string]string{
 		"MDE_API_URL":            defender.URL(),
 		"MDE_ACCESS_TOKEN":       demoToken,
+		"MDE_EXPORT":             export.Name,
 		"KAFKA_BROKERS":          strings.Join(brokers, ","),
 		"KAFKA_TOPIC_PARTITIONS": strconv.Itoa(d.Partitions),
 		"KAFKA_COMPRESSION":      d.Compression,
@@ -120,8 +134,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	v := st.Verdict()
-	ok := v.Complete && v.RunID == res.RunID && v.Records == int64(d.Devices)
-	printDemoSummary(stdout, cfg.kafka.Topic, v, res.RunID, d.Devices, ok)
+	ok := v.Complete && v.RunID == res.RunID && v.Records == int64(records)
+	printDemoSummary(stdout, cfg.kafka.Topic, v, res.RunID, records, ok)
 	if code != exitOK {
 		return code
 	}
@@ -131,7 +145,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func printDemoSummary(w io.Writer, topic string, v *consumer.Verdict, runID string, devices int, ok bool) {
+func printDemoSummary(w io.Writer, topic string, v *consumer.Verdict, runID string, records int, ok bool) {
 	fmt.Fprintf(w, "\nVerification of topic %s (read back with the consumer package, as tvm2kafka verify does):\n", topic)
 	if v.RunID == "" || v.RunID != runID {
 		fmt.Fprintln(w, "  no snapshot of this run was found in the topic: INCOMPLETE")
@@ -158,8 +172,8 @@ func printDemoSummary(w io.Writer, topic string, v *consumer.Verdict, runID stri
 	fmt.Fprintf(w, "  run %s, generatedTime %s, %d parts\n", v.RunID, v.GeneratedTime, v.Parts)
 	fmt.Fprintf(w, "  markers: snapshot-start on %d/%d partitions, snapshot-end on %d/%d, snapshot-abort on %d\n",
 		started, n, ended, n, aborted)
-	fmt.Fprintf(w, "  records: %d read back, %d claimed by snapshot-end, %d devices generated, %d rejected\n",
-		v.Records, v.Claimed, devices, v.Rejected)
+	fmt.Fprintf(w, "  records: %d read back, %d claimed by snapshot-end, %d generated, %d rejected\n",
+		v.Records, v.Claimed, records, v.Rejected)
 	for i, p := range v.Problems {
 		if i == 10 {
 			fmt.Fprintf(w, "  … %d more problems\n", len(v.Problems)-10)
@@ -168,7 +182,7 @@ func printDemoSummary(w io.Writer, topic string, v *consumer.Verdict, runID stri
 		fmt.Fprintf(w, "  problem: %s\n", p)
 	}
 	if ok {
-		fmt.Fprintln(w, "  snapshot COMPLETE: every partition bracketed by start and end markers with its partitionRecords records, every device counted")
+		fmt.Fprintln(w, "  snapshot COMPLETE: every partition bracketed by start and end markers with its partitionRecords records, every record counted")
 	} else {
 		fmt.Fprintln(w, "  snapshot INCOMPLETE")
 	}

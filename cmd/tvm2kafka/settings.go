@@ -51,7 +51,8 @@ type verifySettings struct {
 // demoSettings are the flags of `tvm2kafka demo`.
 type demoSettings struct {
 	Demo struct {
-		Devices     int    `flag:"devices" default:"10000" min:"0" max:"100000000" help:"devices in the synthetic export"`
+		Export      string `flag:"export" default:"InfoGatheringExport" help:"the export to generate and take: one of the nine of docs/exports.md (case-insensitive)"`
+		Devices     int    `flag:"devices" default:"10000" min:"0" max:"100000000" help:"devices in the synthetic export (an export with several records per device has that many more records)"`
 		Parts       int    `flag:"parts" default:"4" min:"1" max:"10000" help:"part files of the synthetic export"`
 		Partitions  int    `flag:"partitions" default:"6" min:"1" max:"100000" help:"partitions of the demo topic"`
 		Workers     int    `flag:"workers" shown:"the CPUs" min:"1" max:"256" help:"part files processed at once"`

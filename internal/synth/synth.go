@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
 // DefaultGeneratedTime is the export's generatedTime when Options.GeneratedTime is zero.
@@ -22,7 +24,12 @@ func DefaultGeneratedTime() time.Time { return defaultGeneratedTime }
 
 // Options selects one synthetic snapshot.
 type Options struct {
-	// Devices is the number of device records in the whole snapshot (negative counts as 0).
+	// Export is the export to generate (schema.Exports; "" or an unknown
+	// name: InfoGatheringExport).
+	Export string
+	// Devices is the number of records (lines) in the whole snapshot
+	// (negative counts as 0): one per device for InfoGatheringExport,
+	// RowsPerDevice(Export) consecutive ones per device for the others.
 	Devices int
 	// Parts is the number of gzip part files (less than 1 counts as 1).
 	Parts int
@@ -51,7 +58,8 @@ type Layout struct {
 // PartSpec is one part file of a snapshot.
 type PartSpec struct {
 	// Name is the blob path inside the container:
-	// "<date>/1001/InfoGatheringExport/json/OrgId=<uuid>/_RbacGroupId=<n>/part-0000N-<uuid>.c000.json.gz".
+	// "<date>/1001/<export folder>/json/OrgId=<uuid>/_RbacGroupId=<n>/part-0000N-<uuid>.c000.json.gz"
+	// (the folder of schema.Export, e.g. InfoGatheringExport or VaExport).
 	Name string
 	// Devices is the number of records (lines) in the part.
 	Devices int
@@ -72,6 +80,11 @@ func (o Options) norm() Options {
 		o.GeneratedTime = defaultGeneratedTime
 	}
 	o.GeneratedTime = o.GeneratedTime.UTC().Truncate(time.Second)
+	if e, ok := schema.LookupExport(o.Export); ok {
+		o.Export = e.Name
+	} else {
+		o.Export = schema.ExportInfoGathering
+	}
 	return o
 }
 
@@ -104,18 +117,27 @@ func Plan(opts Options) Layout {
 		groups[i] = g
 	}
 	date := o.GeneratedTime.Format("2006-01-02")
+	folder := schema.ExportInfoGathering
+	if e, ok := schema.LookupExport(o.Export); ok {
+		folder = e.Folder
+	}
+	per := RowsPerDevice(o.Export)
 	parts := make([]PartSpec, o.Parts)
 	var acc float64
 	prev := 0
 	for i := range parts {
 		acc += weights[i]
 		end := int(float64(o.Devices) * acc / total)
+		end -= end % per // a device's records stay in one part, as in Defender's (by RBAC group)
+		if end < prev {
+			end = prev
+		}
 		if i == o.Parts-1 {
 			end = o.Devices
 		}
 		parts[i] = PartSpec{
-			Name: fmt.Sprintf("%s/1001/InfoGatheringExport/json/OrgId=%s/_RbacGroupId=%d/part-%05d-%s.c000.json.gz",
-				date, org, groups[i], i, fileID),
+			Name: fmt.Sprintf("%s/1001/%s/json/OrgId=%s/_RbacGroupId=%d/part-%05d-%s.c000.json.gz",
+				date, folder, org, groups[i], i, fileID),
 			Devices:     end - prev,
 			RbacGroupID: groups[i],
 		}
@@ -155,7 +177,7 @@ func WritePart(w io.Writer, opts Options, p PartSpec) (lines int, err error) {
 	g := newGen(opts)
 	buf := make([]byte, 0, 128<<10)
 	for i := p.First; i < p.First+p.Devices; i++ {
-		buf = g.appendRecord(buf, i, p.RbacGroupID)
+		buf = g.appendLine(buf, i, p.RbacGroupID)
 		buf = append(buf, '\n')
 		lines++
 		if len(buf) >= 112<<10 {
@@ -185,14 +207,14 @@ func Record(opts Options, i int) []byte {
 			break
 		}
 	}
-	return newGen(o).appendRecord(nil, i, group)
+	return newGen(o).appendLine(nil, i, group)
 }
 
-// DeviceID returns the DeviceId of device i: 40 lowercase hex characters,
-// unique per index for a seed.
+// DeviceID returns the DeviceId of record i: 40 lowercase hex characters,
+// unique per device for a seed (records of one device share it).
 func DeviceID(opts Options, i int) string {
 	var b [40]byte
-	appendDeviceID(b[:0], opts.Seed, i)
+	appendDeviceID(b[:0], opts.Seed, i/RowsPerDevice(opts.Export))
 	return string(b[:])
 }
 
@@ -207,6 +229,7 @@ func appendDeviceID(dst []byte, seed int64, i int) []byte {
 // gen builds records; it reuses its buffers and random source, so it is
 // not safe for concurrent use.
 type gen struct {
+	export string
 	seed   int64
 	now    int64 // generatedTime, Unix seconds
 	change int   // Options.ChangeEvery
@@ -220,6 +243,7 @@ func newGen(opts Options) *gen {
 	o := opts.norm()
 	pcg := rand.NewPCG(0, 0)
 	return &gen{
+		export: o.Export,
 		seed:   o.Seed,
 		now:    o.GeneratedTime.Unix(),
 		change: o.ChangeEvery,
@@ -272,6 +296,14 @@ var (
 )
 
 func (g *gen) pick(s []string) string { return s[g.rng.IntN(len(s))] }
+
+// appendLine appends record i of the generator's export.
+func (g *gen) appendLine(dst []byte, i, group int) []byte {
+	if g.export != schema.ExportInfoGathering {
+		return g.appendExportRecord(dst, g.export, i, group)
+	}
+	return g.appendRecord(dst, i, group)
+}
 
 func (g *gen) appendRecord(dst []byte, i, group int) []byte {
 	g.pcg.Seed(uint64(g.seed), uint64(i)^0x9e3779b97f4a7c15)
