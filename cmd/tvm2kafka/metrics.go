@@ -25,6 +25,7 @@ type metrics struct {
 	exportGenerated  prometheus.Gauge
 	recordsPublished prometheus.Counter
 	recordsRejected  prometheus.Counter
+	duplicateKeys    prometheus.Counter
 	apiRequests      *prometheus.CounterVec
 	duration         prometheus.Histogram
 	lastFailed       prometheus.Gauge
@@ -56,6 +57,8 @@ func newMetrics(interval time.Duration) *metrics {
 		"Record messages published and acknowledged, over all runs.")
 	m.recordsRejected = counter("tvm2kafka_records_rejected_total",
 		"Lines rejected (not published to the topic; sent to the DLQ when set), over all runs.")
+	m.duplicateKeys = counter("tvm2kafka_duplicate_keys_total",
+		"Lines whose natural key an earlier line of the same snapshot had (published; the table topic keeps the last), over all runs. Counted with a table topic only.")
 	m.apiRequests = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "tvm2kafka_export_api_requests_total",
 		Help: "HTTP requests to the Defender export API by status code (\"error\" when no answer came).",
@@ -92,6 +95,7 @@ func (m *metrics) observe(out runner.Outcome, now time.Time) {
 	m.snapshots.WithLabelValues(string(out.Result)).Inc()
 	m.recordsPublished.Add(float64(out.Res.Records))
 	m.recordsRejected.Add(float64(out.Res.Rejected))
+	m.duplicateKeys.Add(float64(out.DuplicateKeys))
 	switch out.Result {
 	case runner.Complete:
 		m.duration.Observe(out.Duration.Seconds())

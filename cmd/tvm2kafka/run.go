@@ -211,6 +211,7 @@ func logSummary(log zerolog.Logger, topic string, dryRun bool, out runner.Outcom
 		Str("generated_time", out.Manifest.GeneratedTime).
 		Int64("records", res.Records).
 		Int64("rejected", res.Rejected).
+		Int64("duplicateKeys", out.DuplicateKeys).
 		Int("parts", len(out.Manifest.Parts)).
 		Int64("bytes_in", out.BytesIn).
 		Int64("bytes_out", res.LineBytes).

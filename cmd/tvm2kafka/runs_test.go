@@ -170,7 +170,7 @@ func TestConfigurationErrorInConsoleFormat(t *testing.T) {
 
 // logFieldRow matches a row of the README's table of log fields: the field
 // name in backticks, then its type.
-var logFieldRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (string|number|boolean|list of strings|object) \\|")
+var logFieldRow = regexp.MustCompile("(?m)^\\| `([a-zA-Z_]+)` \\| (string|number|boolean|list of strings|object) \\|")
 
 // Every log field has one JSON type on every line, and the README's table
 // of log fields lists it with that type. Durations are numbers of seconds

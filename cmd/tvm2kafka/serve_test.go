@@ -207,6 +207,7 @@ func TestMetricNames(t *testing.T) {
 	sort.Strings(ours)
 	want := []string{
 		"tvm2kafka_build_info",
+		"tvm2kafka_duplicate_keys_total",
 		"tvm2kafka_export_api_requests_total",
 		"tvm2kafka_export_generated_timestamp_seconds",
 		"tvm2kafka_last_complete_snapshot_timestamp_seconds",

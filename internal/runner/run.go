@@ -106,6 +106,9 @@ type Outcome struct {
 	TopicGeneratedTime string
 	// Lease is the run that held the topic (Result Skipped).
 	Lease *LeaseError
+	// DuplicateKeys counts the lines whose natural key an earlier line of
+	// the snapshot had (known with a table topic only: it keeps the keys).
+	DuplicateKeys int64
 	// BytesIn is the compressed bytes downloaded.
 	BytesIn  int64
 	Started  time.Time
@@ -284,6 +287,9 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 	res, err := snap.Run(ctx)
 	stop()
 	out.Res = res
+	if tbl != nil && tbl.table != nil {
+		out.DuplicateKeys = tbl.table.Stats().Duplicates
+	}
 	switch {
 	case err == nil:
 		out.Result = Complete

@@ -12,7 +12,9 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// id is a DeviceId of 40 lowercase hexadecimal characters, decoded.
+// id identifies a row: a DeviceId of 40 lowercase hexadecimal
+// characters, decoded, or (a table by natural key) a 160-bit keyed hash
+// of the key (keyID).
 type id [20]byte
 
 // hexID decodes key when it is 40 lowercase hexadecimal characters.
@@ -78,9 +80,11 @@ func (d id) appendHex(dst []byte) []byte {
 // digest identifies a value: its length and two 64-bit hashes seeded at
 // random for each run: hash/maphash (a keyed hash, AES-based where the CPU
 // has it) and XXH3 (github.com/zeebo/xxh3, four times as fast).
+// Its hashes are byte arrays so that it is 20 bytes aligned to 4, and an
+// entry (id and digest) packs into 40 bytes.
 type digest struct {
 	n    uint32
-	a, b uint64
+	a, b [8]byte
 }
 
 // tombstone marks a deleted key in the log of one partition.
@@ -97,8 +101,22 @@ func newHasher() hasher {
 	return hasher{maphash.MakeSeed(), binary.LittleEndian.Uint64(b[:])}
 }
 
+// keyID is the id of a natural key: maphash (keyed by the run's secret
+// seed) and 96 bits of XXH3-128 (seeded), 160 bits. The first bytes are
+// maphash's, uniform, as the bucket index wants.
+func (h hasher) keyID(key []byte) (out id) {
+	binary.BigEndian.PutUint64(out[:8], maphash.Bytes(h.a, key))
+	x := xxh3.Hash128Seed(key, h.b^0x6b6579) // "key": apart from the value's seed
+	binary.BigEndian.PutUint64(out[8:16], x.Hi)
+	binary.BigEndian.PutUint32(out[16:], uint32(x.Lo))
+	return out
+}
+
 func (h hasher) sum(v []byte) digest {
-	return digest{n: uint32(len(v)), a: maphash.Bytes(h.a, v), b: xxh3.HashSeed(v, h.b)}
+	d := digest{n: uint32(len(v))}
+	binary.LittleEndian.PutUint64(d.a[:], maphash.Bytes(h.a, v))
+	binary.LittleEndian.PutUint64(d.b[:], xxh3.HashSeed(v, h.b))
+	return d
 }
 
 // entry is a device's id and digest: 40 bytes.

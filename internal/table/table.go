@@ -1,10 +1,12 @@
 package table
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -95,6 +97,9 @@ type Table struct {
 	hContentType []byte
 
 	parts     []partState
+	loadParts []wire.Partition // the ranges Load read
+	natural   bool             // keyed by natural key (an export with several records per device)
+	keyReader sync.Pool        // of *schema.Keys, natural only
 	newKeys   *newKeys
 	oddMu     sync.Mutex
 	odd       map[string]*oddEntry
@@ -153,7 +158,8 @@ func New(cfg Config) (*Table, error) {
 	if cfg.BufferBytes <= 0 {
 		cfg.BufferBytes = DefaultBufferBytes
 	}
-	return &Table{
+	cols := schema.KeysOf(cfg.Export)
+	t := &Table{
 		cfg:          cfg,
 		log:          cfg.Logger.With().Str("table_topic", cfg.Topic).Logger(),
 		hash:         newHasher(),
@@ -165,7 +171,16 @@ func New(cfg Config) (*Table, error) {
 		newKeys:      newNewKeys(),
 		dups:         map[string]*dup{},
 		buf:          &buffer{},
-	}, nil
+		natural:      len(cols) > 1,
+	}
+	t.keyReader.New = func() any { return schema.NewKeys(cols) }
+	return t, nil
+}
+
+// naturalKey reports whether key has the shape of a natural key encoding
+// (a JSON object whose first member is DeviceId).
+func naturalKey(key []byte) bool {
+	return bytes.HasPrefix(key, []byte(`{"DeviceId":`)) && key[len(key)-1] == '}'
 }
 
 // Load reads the table topic from its beginning to its end offsets and
@@ -185,6 +200,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 	}
 	t.n = len(parts)
 	t.parts = make([]partState, t.n)
+	t.loadParts = parts
 	var st wire.Stats
 	scan := t.cfg.Kafka.Scanner(t.cfg.Topic, loadFetchBytes, &st)
 	var (
@@ -217,7 +233,15 @@ func (t *Table) Load(ctx context.Context) (err error) {
 				if m.Value != nil {
 					d = t.hash.sum(m.Value)
 				}
-				did, hex := hexID(m.Key)
+				var did id
+				var hex bool
+				if t.natural {
+					if hex = len(m.Key) > 0 && (naturalKey(m.Key) || hasHeader(m, HeaderChange)); hex {
+						did = t.hash.keyID(m.Key)
+					}
+				} else {
+					did, hex = hexID(m.Key)
+				}
 				switch {
 				case len(m.Key) == 0 || (!hex && !hasHeader(m, HeaderChange)):
 					nForeign++
@@ -329,7 +353,20 @@ func (t *Table) Record(part int, line int64, key, value []byte) error {
 	}
 	pos := position(part, line)
 	d := t.hash.sum(value)
-	if did, ok := hexID(key); ok {
+	var did id
+	var ok bool
+	if t.natural {
+		kr := t.keyReader.Get().(*schema.Keys)
+		defer t.keyReader.Put(kr)
+		_, nk, err := kr.Read(value)
+		if err != nil {
+			return fmt.Errorf("table: the natural key of part %d line %d: %w", part, line, err)
+		}
+		key, did, ok = nk, t.hash.keyID(nk), true
+	} else {
+		did, ok = hexID(key)
+	}
+	if ok {
 		ps := &t.parts[schema.Partition(key, t.n)]
 		if i, found := ps.find(&did); found {
 			e := &ps.entries[i]
@@ -446,8 +483,13 @@ func (t *Table) Complete(ctx context.Context) error {
 		winners = append(winners, &bufEntry{key: []byte(key), value: dp.value, part: dp.part, line: dp.line, change: change})
 	}
 	if dupKeys > 0 {
-		t.log.Warn().Int("device_ids", dupKeys).Int64("lines", t.duplicates.Load()).
-			Msg("DeviceIds occur more than once in the export: the table holds each one's last line (highest mde.part, then mde.line)")
+		if t.natural {
+			t.log.Warn().Int("keys", dupKeys).Int64("lines", t.duplicates.Load()).
+				Msg("natural keys occur more than once in the export: the table holds each one's last line (highest mde.part, then mde.line)")
+		} else {
+			t.log.Warn().Int("device_ids", dupKeys).Int64("lines", t.duplicates.Load()).
+				Msg("DeviceIds occur more than once in the export: the table holds each one's last line (highest mde.part, then mde.line)")
+		}
 	}
 	msgs := t.buf.messages(t, drop)
 	for _, w := range winners {
@@ -462,11 +504,21 @@ func (t *Table) Complete(ctx context.Context) error {
 	// The devices of the table that the snapshot did not contain get
 	// tombstones. They are listed now, and the device state (tens of
 	// megabytes) is returned before the writes, which allocate batches.
+	var goneKeys [][]byte
+	if t.natural {
+		var err error
+		if goneKeys, err = t.unclaimedKeys(ctx); err != nil {
+			return err
+		}
+	}
 	gone, freeGone, err := t.unclaimed()
 	if err != nil {
 		return err
 	}
 	defer freeGone()
+	if t.natural {
+		gone = gone[:0] // their keys are in goneKeys
+	}
 	for i := range t.parts {
 		t.parts[i].release()
 	}
@@ -489,6 +541,13 @@ func (t *Table) Complete(ctx context.Context) error {
 	}
 	for _, d := range gone {
 		tombs = append(tombs, t.tombstone(d.appendHex(nil), -1))
+		removed++
+		if err := flush(false); err != nil {
+			return err
+		}
+	}
+	for _, key := range goneKeys {
+		tombs = append(tombs, t.tombstone(key, -1))
 		removed++
 		if err := flush(false); err != nil {
 			return err
@@ -539,6 +598,69 @@ func (t *Table) unclaimed() ([]id, func(), error) {
 		}
 	}
 	return out, free, nil
+}
+
+// unclaimedKeys returns the natural keys of the rows of the table that no
+// line of the snapshot claimed. The state holds a hash of each key, not
+// the key: the partitions holding such rows are read again over the
+// range Load read, and the key of every record whose hash is an
+// unclaimed row's is taken (once). A table by natural key thus costs the
+// same 48 bytes a row as one by DeviceId, plus a second read of the
+// partitions where rows were removed.
+func (t *Table) unclaimedKeys(ctx context.Context) ([][]byte, error) {
+	var (
+		mu  sync.Mutex
+		out [][]byte
+		st  wire.Stats
+	)
+	scan := t.cfg.Kafka.Scanner(t.cfg.Topic, loadFetchBytes, &st)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(2, min(runtime.GOMAXPROCS(0), maxLoadConcurrency)))
+	for _, p := range t.loadParts {
+		ps := &t.parts[p.ID]
+		var gone []id // sorted: entries are
+		for i := range ps.entries {
+			if !ps.entries[i].claimed() {
+				gone = append(gone, ps.entries[i].id)
+			}
+		}
+		if len(gone) == 0 {
+			continue
+		}
+		g.Go(func() error {
+			found := make([]bool, len(gone))
+			left := len(gone)
+			var keys [][]byte
+			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *wire.Message) error {
+				if left == 0 || m.Value == nil || len(m.Key) == 0 {
+					return nil
+				}
+				d := t.hash.keyID(m.Key)
+				i, ok := slices.BinarySearchFunc(gone, d, func(a, b id) int { return compareID(&a, &b) })
+				if ok && !found[i] {
+					found[i] = true
+					left--
+					keys = append(keys, bytes.Clone(m.Key))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if left > 0 {
+				t.log.Warn().Int("partition", p.ID).Int("rows", left).
+					Msg("table topic: the keys of removed rows were not found when read again (compacted away meanwhile?): they get no tombstone in this run")
+			}
+			mu.Lock()
+			out = append(out, keys...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("table: reading the keys of removed rows from %q: %w", t.cfg.Topic, err)
+	}
+	return out, nil
 }
 
 // stopSpill waits for the changes written during the snapshot.
