@@ -70,6 +70,7 @@ func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 		{"export listed twice", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport, softwareinventoryexport"}, nil, []string{"MDE_EXPORTS", "listed twice"}},
 		{"export and exports", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport", "MDE_EXPORT": "CertificateAssessmentExport"}, nil, []string{"MDE_EXPORTS", "MDE_EXPORT"}},
 		{"one topic for several exports", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport,CertificateAssessmentExport", "KAFKA_TABLE_TOPIC": "table"}, nil, []string{"KAFKA_TABLE_TOPIC", "{export}"}},
+		{"several exports for run", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport,CertificateAssessmentExport"}, nil, []string{"MDE_EXPORTS", "serve"}},
 		{"unknown flag", nil, []string{"--no-such-flag"}, []string{"no-such-flag"}},
 		{"stray argument", nil, []string{"extra"}, []string{"unexpected argument"}},
 	}

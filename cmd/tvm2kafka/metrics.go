@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tvm2kafka/tvm2kafka/internal/redact"
 	"github.com/tvm2kafka/tvm2kafka/internal/runner"
+	"github.com/tvm2kafka/tvm2kafka/schema"
 )
 
 // metrics are the Prometheus metrics of `tvm2kafka serve` (docs/operations.md,
@@ -71,7 +73,7 @@ func newMetrics(interval time.Duration) *metrics {
 	})
 	m.lastFailed = gauge("tvm2kafka_last_snapshot_failed",
 		"1 when the last run ended failed or aborted, 0 when it ended complete, unchanged or skipped.")
-	m.inProgress = gauge("tvm2kafka_snapshot_in_progress", "1 while a run is in progress.")
+	m.inProgress = gauge("tvm2kafka_snapshot_in_progress", "The number of runs in progress: 1 while a run is (with MDE_EXPORTS, one per export at most).")
 	m.interval = gauge("tvm2kafka_snapshot_interval_seconds", "TVM2KAFKA_INTERVAL: the time between two runs (without jitter).")
 	m.interval.Set(interval.Seconds())
 	v := currentVersion()
@@ -87,11 +89,11 @@ func newMetrics(interval time.Duration) *metrics {
 func (m *metrics) exportAnswer(code string) { m.apiRequests.WithLabelValues(code).Inc() }
 
 // begin marks a run in progress.
-func (m *metrics) begin() { m.inProgress.Set(1) }
+func (m *metrics) begin() { m.inProgress.Inc() }
 
 // observe records how a run ended.
 func (m *metrics) observe(out runner.Outcome, now time.Time) {
-	m.inProgress.Set(0)
+	m.inProgress.Dec()
 	m.snapshots.WithLabelValues(string(out.Result)).Inc()
 	m.recordsPublished.Add(float64(out.Res.Records))
 	m.recordsRejected.Add(float64(out.Res.Rejected))
@@ -126,7 +128,7 @@ func parseGeneratedTime(s string) (time.Time, bool) {
 
 // readiness is what /readyz answers: ready once the topic holds a
 // complete snapshot of the latest export.
-type readiness struct {
+type exportReadiness struct {
 	mu        sync.Mutex
 	runs      int    // runs finished
 	latest    string // generatedTime the export API last returned
@@ -135,7 +137,7 @@ type readiness struct {
 	lastError string
 }
 
-func (r *readiness) observe(out runner.Outcome) {
+func (r *exportReadiness) observe(out runner.Outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.runs++
@@ -152,7 +154,7 @@ func (r *readiness) observe(out runner.Outcome) {
 }
 
 // ready reports readiness and, when not ready, why.
-func (r *readiness) ready() (bool, string) {
+func (r *exportReadiness) ready() (bool, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	last := r.lastRun
@@ -170,6 +172,50 @@ func (r *readiness) ready() (bool, string) {
 		return false, fmt.Sprintf("the topic's newest complete snapshot is of the export generated %s, the latest export was generated %s (last run %s)", r.topic, r.latest, last)
 	}
 	return true, "the topic holds a complete snapshot of the export generated " + r.latest
+}
+
+// readiness is the readiness of every export serve takes: ready when
+// each one is.
+type readiness struct {
+	names   []string
+	exports map[string]*exportReadiness
+}
+
+func newReadiness(exports []schema.Export) *readiness {
+	r := &readiness{exports: map[string]*exportReadiness{}}
+	for _, e := range exports {
+		r.names = append(r.names, e.Name)
+		r.exports[e.Name] = &exportReadiness{}
+	}
+	return r
+}
+
+// of returns the readiness of one export.
+func (r *readiness) of(export string) *exportReadiness { return r.exports[export] }
+
+// observe records a run's outcome (the run's export).
+func (r *readiness) observe(out runner.Outcome) {
+	if e := r.exports[out.Manifest.Export]; e != nil {
+		e.observe(out)
+	} else if len(r.names) == 1 {
+		r.exports[r.names[0]].observe(out)
+	}
+}
+
+// ready reports readiness and, when not ready, why; with several exports
+// each reason names its export.
+func (r *readiness) ready() (bool, string) {
+	if len(r.names) == 1 {
+		return r.exports[r.names[0]].ready()
+	}
+	var why []string
+	ok := true
+	for _, n := range r.names {
+		eok, ewhy := r.exports[n].ready()
+		ok = ok && eok
+		why = append(why, n+": "+ewhy)
+	}
+	return ok, strings.Join(why, "\n")
 }
 
 // handler serves /metrics, /healthz and /readyz. The reasons /readyz

@@ -91,6 +91,9 @@ func cmdRun(ctx context.Context, args []string, lookup lookupFunc, stdout, stder
 	if done {
 		return code
 	}
+	if len(cfg.exports) > 1 {
+		return configError("run", raw, usagef("MDE_EXPORTS: run takes one export (MDE_EXPORT); several are for serve, or one run per export"), term, started)
+	}
 	log := newLogger(cfg, term)
 	prof, err := startProfiles(cfg.Pipeline.CPUProfile, cfg.Pipeline.MemProfile)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,7 +57,7 @@ func cmdServe(ctx context.Context, args []string, lookup lookupFunc, stdout, std
 	// After the first signal a second one ends the process at once.
 	context.AfterFunc(sigctx, stop)
 
-	s := &server{cfg: cfg, log: log, metrics: newMetrics(cfg.Runs.Interval), ready: &readiness{}, progress: newProgress(term, 10*time.Second)}
+	s := &server{cfg: cfg, log: log, metrics: newMetrics(cfg.Runs.Interval), ready: newReadiness(cfg.exports), progress: newProgress(term, 10*time.Second)}
 	return s.run(sigctx, ln, cancel)
 }
 
@@ -95,33 +96,24 @@ func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCa
 		_ = httpSrv.Shutdown(sctx)
 	}()
 
-	// One limiter for the process: the export API's limits hold across runs.
+	// One limiter for the process: the export API's limits (per app and
+	// tenant) hold across runs and across the exports of MDE_EXPORTS.
 	env := runEnv{
 		command:      "serve",
 		progress:     s.progress,
 		limiter:      source.NewRateLimiter(nil, source.ExportLimits()...),
 		exportAnswer: s.metrics.exportAnswer,
 	}
-	for {
-		s.metrics.begin()
-		out := snapshot(ctx, s.cfg, env, s.log)
-		s.metrics.observe(out, time.Now())
-		s.ready.observe(out)
-		if ctx.Err() != nil {
-			break
+	var wg sync.WaitGroup
+	for _, e := range s.cfg.exports {
+		cfg, ready := s.cfg, s.ready.of(e.Name)
+		log := s.log
+		if len(s.cfg.exports) > 1 {
+			cfg, log = s.cfg.forExport(e), s.log.With().Str("export", e.Name).Logger()
 		}
-		next := nextRun(out, s.cfg.Runs.Interval, jitter(s.cfg.Runs.Interval))
-		s.log.Info().Time("next_run", next).Str("last_result", string(out.Result)).Msg("next snapshot scheduled")
-		t := time.NewTimer(time.Until(next))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		if ctx.Err() != nil {
-			break
-		}
+		wg.Go(func() { s.schedule(ctx, cfg, env, ready, log) })
 	}
+	wg.Wait()
 	select {
 	case err := <-httpErr:
 		s.log.Error().Err(err).Msg("http endpoint failed; serve stopped")
@@ -130,6 +122,29 @@ func (s *server) run(ctx context.Context, ln net.Listener, fail context.CancelCa
 	}
 	s.log.Info().Msg("serve stopped by signal")
 	return exitOK
+}
+
+// schedule runs the snapshots of one export until ctx ends; the exports
+// of MDE_EXPORTS each have their own schedule.
+func (s *server) schedule(ctx context.Context, cfg *config, env runEnv, ready *exportReadiness, log zerolog.Logger) {
+	for {
+		s.metrics.begin()
+		out := snapshot(ctx, cfg, env, log)
+		s.metrics.observe(out, time.Now())
+		ready.observe(out)
+		if ctx.Err() != nil {
+			return
+		}
+		next := nextRun(out, cfg.Runs.Interval, jitter(cfg.Runs.Interval))
+		log.Info().Time("next_run", next).Str("last_result", string(out.Result)).Msg("next snapshot scheduled")
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // nextRun is when the run after out starts: interval (plus jitter) after

@@ -181,7 +181,7 @@ func TestVersionCommand(t *testing.T) {
 // metrics (README, "Metrics"), plus the Go and process collectors.
 func TestMetricNames(t *testing.T) {
 	m := newMetrics(time.Hour)
-	ready := &readiness{}
+	ready := newReadiness(schema.Exports()[:1])
 	srv := httptest.NewServer(m.handler(ready, nil))
 	defer srv.Close()
 	m.observe(runner.Outcome{Result: runner.Complete, Res: producer.Result{Records: 7, Rejected: 1}, Duration: 3 * time.Second,
@@ -280,7 +280,7 @@ func gaugeValue(t *testing.T, m *metrics, name string) float64 {
 }
 
 func TestReadiness(t *testing.T) {
-	r := &readiness{}
+	r := newReadiness(schema.Exports()[:1])
 	check := func(want bool, reason string) {
 		t.Helper()
 		ok, why := r.ready()
@@ -303,7 +303,7 @@ func TestReadiness(t *testing.T) {
 
 func TestReadyzAnswers503WithReason(t *testing.T) {
 	m := newMetrics(time.Hour)
-	r := &readiness{}
+	r := newReadiness(schema.Exports()[:1])
 	srv := httptest.NewServer(m.handler(r, []string{"hunter2-secret"}))
 	defer srv.Close()
 	r.observe(runner.Outcome{Result: runner.Failed, Err: errors.New("failed with hunter2-secret")})
@@ -373,5 +373,24 @@ func TestNextRun(t *testing.T) {
 	// ... but never later than the interval.
 	if got := nextRun(runner.Outcome{Started: start, Result: runner.Skipped, Err: lease, Lease: lease}, 5*time.Minute, 0); !got.Equal(start.Add(5 * time.Minute)) {
 		t.Fatalf("short interval after a lease refusal: %v", got)
+	}
+}
+
+// TestReadyzWithSeveralExports: with MDE_EXPORTS, /readyz is 200 only
+// when every export's topic holds a complete snapshot of its latest
+// export, and the reason names each export.
+func TestReadyzWithSeveralExports(t *testing.T) {
+	all := schema.Exports()
+	r := newReadiness(all[1:3])
+	ok := func(export string) runner.Outcome {
+		return runner.Outcome{Result: runner.Complete, Manifest: schema.Manifest{Export: export, GeneratedTime: "G"}, TopicGeneratedTime: "G"}
+	}
+	r.observe(ok(all[1].Name))
+	if ready, why := r.ready(); ready || !strings.Contains(why, all[2].Name+": the first snapshot is in progress") {
+		t.Fatalf("ready %v: %s", ready, why)
+	}
+	r.observe(ok(all[2].Name))
+	if ready, why := r.ready(); !ready || !strings.Contains(why, all[1].Name+": the topic holds a complete snapshot") {
+		t.Fatalf("ready %v: %s", ready, why)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -73,6 +74,8 @@ type world struct {
 	Topic     string
 
 	mu      sync.Mutex
+	others  map[string]*world // other exports the Defender fake answers (addExport)
+	denied  map[string]int    // export → status the Defender fake answers instead (403, 404)
 	urls    []string // SAS URLs (through blobProx) the Defender fake answers
 	gen     string   // generatedTime the Defender fake answers
 	allSigs []string // every SAS signature handed out, to check logs
@@ -82,11 +85,19 @@ type world struct {
 // starts the fakes. The topic name is fresh and not created.
 func newWorld(t *testing.T, devices, parts int) *world {
 	t.Helper()
+	return newWorldFor(t, schema.ExportInfoGathering, devices, parts)
+}
+
+// newWorldFor is newWorld for one export of schema.Exports; devices
+// counts its records.
+func newWorldFor(t *testing.T, export string, devices, parts int) *world {
+	t.Helper()
 	rig := testrig.Env(t)
 	if rig.AzuriteBlob == "" {
 		t.Skip("IT_AZURITE_BLOB is not set")
 	}
-	w := &world{t: t, rig: rig, opts: synth.Options{Devices: devices, Parts: parts, Seed: rand.Int64()}}
+	w := &world{t: t, rig: rig, opts: synth.Options{Export: export, Devices: devices, Parts: parts, Seed: rand.Int64()},
+		others: map[string]*world{}, denied: map[string]int{}}
 	w.layout = synth.Plan(w.opts)
 	w.gen = w.layout.GeneratedTime
 	w.blobs = map[string][]byte{}
@@ -106,10 +117,21 @@ func newWorld(t *testing.T, devices, parts int) *world {
 	t.Cleanup(w.entra.Close)
 	w.defender = fakes.NewDefender(fakes.DefenderConfig{
 		TLS: true,
-		Manifest: func() ([]string, string) {
+		ManifestOf: func(export string) ([]string, string, int) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			return append([]string(nil), w.urls...), w.gen
+			if st := w.denied[export]; st != 0 {
+				return nil, "", st
+			}
+			if o := w.others[export]; o != nil {
+				o.mu.Lock()
+				defer o.mu.Unlock()
+				return append([]string(nil), o.urls...), o.gen, 0
+			}
+			if export != w.opts.Export {
+				return nil, "", http.StatusNotFound
+			}
+			return append([]string(nil), w.urls...), w.gen, 0
 		},
 		Authorize: w.entra.ValidToken,
 	})
@@ -125,6 +147,20 @@ func newWorld(t *testing.T, devices, parts int) *world {
 	}
 	w.Topic = testrig.UniqueName(t, "mde")
 	return w
+}
+
+// addExport makes the world's Defender fake answer other's export too.
+func (w *world) addExport(other *world) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.others[other.opts.Export] = other
+}
+
+// deny makes the world's Defender fake answer status (403, 404) for export.
+func (w *world) deny(export string, status int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.denied[export] = status
 }
 
 // putBlobs uploads blobs to the world's container and makes the Defender

@@ -136,6 +136,7 @@ func (r *Report) Run(id string) *Run {
 // Check verifies msgs, the content of a topic with the given number of
 // partitions, against the message contract.
 func Check(msgs []Message, partitions int) *Report {
+	keyReaders := map[string]*schema.Keys{}
 	rep := &Report{Partitions: partitions}
 	sorted := append([]Message(nil), msgs...)
 	sort.SliceStable(sorted, func(i, j int) bool {
@@ -222,9 +223,16 @@ func Check(msgs []Message, partitions int) *Report {
 		}
 		r.Records++
 		r.PerPartition[m.Partition]++
-		id2, err := schema.DeviceID(m.Value)
+		kr := keyReaders[m.Headers[schema.HeaderExport]]
+		if kr == nil {
+			kr = schema.NewKeys(schema.KeysOf(m.Headers[schema.HeaderExport]))
+			keyReaders[m.Headers[schema.HeaderExport]] = kr
+		}
+		id2, natural, err := kr.Read(m.Value)
 		if err != nil || string(id2) != string(m.Key) {
 			r.Problems = append(r.Problems, where+": key is not the value's DeviceId")
+		} else if m.Headers[schema.HeaderKey] != string(natural) {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s: %s is %q, the natural key of the value is %s", where, schema.HeaderKey, m.Headers[schema.HeaderKey], natural))
 		}
 		if p := schema.Partition(m.Key, partitions); p != int(m.Partition) {
 			r.Problems = append(r.Problems, fmt.Sprintf("%s: key hashes to partition %d (Java murmur2)", where, p))

@@ -43,6 +43,7 @@ func (t *topic) record(run string, line int, p int) {
 	t.add(p, id, `{"DeviceId":"`+id+`"}`, map[string]string{
 		schema.HeaderRunID: run, schema.HeaderExport: "InfoGatheringExport", schema.HeaderGeneratedTime: "g",
 		schema.HeaderPart: "0", schema.HeaderLine: fmt.Sprint(line), schema.HeaderContentType: schema.ContentTypeJSON,
+		schema.HeaderKey: id,
 	})
 }
 
