@@ -2,13 +2,15 @@
 # tvm2kafka table-topic benchmark: what KAFKA_TABLE_TOPIC costs a run.
 #
 #   bench/table.sh [--records N] [--parts N] [--rounds N] [--change-every N]
-#                  [--partitions N] [--smoke]
+#                  [--partitions N] [--export NAME] [--smoke]
 #
-#   --records N        devices in each export                    (default 1000000)
+#   --records N        records in each export                    (default 1000000)
 #   --parts N          gzip part files                           (default 8)
 #   --rounds N         rounds of both contenders                 (default 3)
 #   --change-every N   the second export changes every N-th device (default 100: 1 %)
 #   --partitions N     partitions of the records and table topics (default 6)
+#   --export NAME      the export (docs/exports.md; default InfoGatheringExport): e.g.
+#                      SoftwareVulnerabilitiesExport, a table by natural key
 #   --smoke            20,000 devices, 1 round: proves the benchmark works (CI)
 #
 # What it does:
@@ -40,6 +42,7 @@ parts=8
 rounds=3
 change=100
 partitions=6
+export=""
 
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -48,6 +51,7 @@ while [[ $# -gt 0 ]]; do
 	--rounds) rounds="${2:?}"; shift 2 ;;
 	--change-every) change="${2:?}"; shift 2 ;;
 	--partitions) partitions="${2:?}"; shift 2 ;;
+	--export) export="${2:?}"; shift 2 ;;
 	--smoke) records=20000; rounds=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
@@ -61,8 +65,8 @@ done
 mkdir -p "$RIG"
 RUN="$(date +%Y%m%dT%H%M%S)-$$"
 RESULTS="$RIG/table-results-$RUN.tsv"
-DATA_A="$RIG/data-r$records-p$parts-s1"
-DATA_B="$RIG/data-r$records-p$parts-s1-c$change"
+DATA_A="$RIG/data-r$records-p$parts-s1${export:+-$export}"
+DATA_B="$RIG/data-r$records-p$parts-s1${export:+-$export}-c$change"
 GEN="$RIG/gen"
 TVM="$RIG/tvm2kafka"
 TABLE="bench.table.$RUN"
@@ -72,8 +76,8 @@ bench_on_exit() {
 }
 bench_traps
 bench_build
-"$GEN" gen --records "$records" --parts "$parts" --seed 1 --out "$DATA_A" >&2
-"$GEN" gen --records "$records" --parts "$parts" --seed 1 --change-every "$change" --out "$DATA_B" >&2
+"$GEN" gen --records "$records" --parts "$parts" --seed 1 ${export:+--export "$export"} --out "$DATA_A" >&2
+"$GEN" gen --records "$records" --parts "$parts" --seed 1 ${export:+--export "$export"} --change-every "$change" --out "$DATA_B" >&2
 
 bench_services
 serve_export "$DATA_A"
@@ -93,19 +97,21 @@ contender() {
 	t0="$(now)"
 	/usr/bin/time -v -o "$tf" env -u AZURE_CLIENT_SECRET KAFKA_BROKERS="$BROKERS" KAFKA_TOPIC="$topic" \
 		KAFKA_TABLE_TOPIC="$table" KAFKA_TOPIC_PARTITIONS="$partitions" MDE_API_URL="$url" MDE_ACCESS_TOKEN=bench \
+		MDE_EXPORT="${export:-InfoGatheringExport}" \
 		LOG_LEVEL=info LOG_FORMAT=json "$TVM" run >"$lf" 2>&1 ||
 		{ tail -n 20 "$lf" >&2; die "$name run failed (log: $lf)"; }
 	t1="$(now)"
 	got="$("$GEN" count --brokers "$BROKERS" --topic "$topic")"
 	[[ "$got" == $((records + 2 * partitions)) ]] || die "topic $topic holds $got messages"
 	"$GEN" delete-topic --brokers "$BROKERS" --topic "$topic" >/dev/null
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$(elapsed "$t0" "$t1")" "$(maxrss "$tf")" \
 		"$(field "$lf" "table topic read" duration)" "$(field "$lf" "table topic updated" duration)" \
-		"$(field "$lf" "table topic updated" changed)" "$(field "$lf" "table topic read" devices)" "$(cpusec "$tf")" >>"$RESULTS"
+		"$(field "$lf" "table topic updated" changed)" "$(field "$lf" "table topic read" devices)" "$(cpusec "$tf")" \
+		"$(field "$lf" "snapshot summary" mb_per_s)" "$(field "$lf" "snapshot summary" records_per_s)" >>"$RESULTS"
 	log "round $round $name: $(elapsed "$t0" "$t1") s, $(cpusec "$tf") s CPU, peak RSS $(($(maxrss "$tf") / 1024)) MB"
 }
 
-printf '# contender\tround\twall_s\tmax_rss_kb\ttable_read_s\ttable_update_s\tchanged\ttable_devices\tcpu_s\n' >"$RESULTS"
+printf '# contender\tround\twall_s\tmax_rss_kb\ttable_read_s\ttable_update_s\tchanged\ttable_devices\tcpu_s\tmb_per_s\trecords_per_s\n' >"$RESULTS"
 log "first run: fills table topic $TABLE with $records devices"
 contender first 0 "$URL_A" "$TABLE"
 for ((r = 1; r <= rounds; r++)); do
@@ -125,7 +131,7 @@ function median(a, n,   i, j, t) {
 }
 /^#/ { next }
 $1 == "first" { fw = $3; fr = $4; next }
-{ n[$1]++; w[$1, n[$1]] = $3; r[$1, n[$1]] = $4; u[$1, n[$1]] = $9; if ($1 == "table") { tr[n[$1]] = $5; tu[n[$1]] = $6; ch[n[$1]] = $7; dev = $8 } }
+{ n[$1]++; w[$1, n[$1]] = $3; r[$1, n[$1]] = $4; u[$1, n[$1]] = $9; mbs[$1, n[$1]] = $10; rps[$1, n[$1]] = $11; if ($1 == "table") { tr[n[$1]] = $5; tu[n[$1]] = $6; ch[n[$1]] = $7; dev = $8 } }
 END {
 	for (i = 1; i <= n["table"]; i++) { x[i] = w["table", i]; y[i] = r["table", i]; z[i] = u["table", i]; q[i] = w["table", i] / w["no-table", i]; a[i] = tr[i]; b[i] = tu[i] }
 	mt = median(x, n["table"]); rt = median(y, n["table"]); ut = median(z, n["table"]); mq = median(q, n["table"]); ma = median(a, n["table"]); mb = median(b, n["table"])
@@ -138,12 +144,15 @@ END {
 	split("", y)
 	for (i = 1; i <= n["no-table"]; i++) y[i] = w["no-table", i]
 	nlo = y[1]; nhi = y[1]; for (i = 1; i <= n["no-table"]; i++) { if (y[i] < nlo) nlo = y[i]; if (y[i] > nhi) nhi = y[i] }
-	printf "table-topic benchmark: %d devices, every %d-th changed per run, %d partitions, %d round(s)\n", records, change, partitions, n["table"]
+	printf "table-topic benchmark: %d records, every %d-th changed per run, %d partitions, %d round(s)\n", records, change, partitions, n["table"]
 	printf "%-10s %18s %8s %12s\n", "contender", "wall s (min-max)", "CPU s", "peak RSS MB"
 	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "table", mt, lo, hi, ut, rt / 1024
 	printf "%-10s %6.2f (%.2f-%.2f) %8.2f %12.0f\n", "no-table", mn, nlo, nhi, un, rn / 1024
 	printf "ratio table/no-table: wall %.2f (median of medians), %.2f (median of per-round ratios); CPU %.2f\n", mt / mn, mq, ut / un
-	printf "table per run: %d devices read back in %.2f s, %s changed, update after the end markers %.2f s\n", dev, ma, ch[1], mb
-	printf "first run (empty table, every device added): %.2f s, peak RSS %.0f MB\n", fw, fr / 1024
+	printf "table per run: %d rows read back in %.2f s, %s changed, update after the end markers %.2f s\n", dev, ma, ch[1], mb
+	split("", x); for (i = 1; i <= n["no-table"]; i++) x[i] = mbs["no-table", i]; mm = median(x, n["no-table"])
+	split("", x); for (i = 1; i <= n["no-table"]; i++) x[i] = rps["no-table", i]; mr = median(x, n["no-table"])
+	printf "no-table (records mode): %.0f records/s, %.1f MB/s (decompressed lines, median)\n", mr, mm
+	printf "first run (empty table, every row added): %.2f s, peak RSS %.0f MB\n", fw, fr / 1024
 }' "$RESULTS" | tee "$RIG/table-report-$RUN.txt"
 log "results: $RESULTS"

@@ -21,6 +21,7 @@ import (
 
 // Layout is DIR/layout.json: what gen wrote.
 type Layout struct {
+	Export        string      `json:"export,omitempty"` // "" = InfoGatheringExport
 	Records       int         `json:"records"`
 	Parts         int         `json:"parts"`
 	Seed          int64       `json:"seed"`
@@ -58,6 +59,7 @@ func cmdGen(ctx context.Context, args []string, stdout io.Writer) error {
 	records := fs.Int("records", 1000000, "devices in the snapshot")
 	parts := fs.Int("parts", 8, "part files")
 	seed := fs.Int64("seed", 1, "generator seed")
+	export := fs.String("export", "", "the export to generate (schema.Exports; default InfoGatheringExport)")
 	changeEvery := fs.Int("change-every", 0, "a later export of the same devices: every N-th device changed (its own container, generatedTime one hour later)")
 	out := fs.String("out", "", "output directory (required)")
 	if err := parse(fs, args); err != nil {
@@ -66,12 +68,12 @@ func cmdGen(ctx context.Context, args []string, stdout io.Writer) error {
 	if *out == "" || *records < 0 || *parts < 1 {
 		return usageError{fmt.Errorf("gen: --out is required, --records ≥ 0, --parts ≥ 1")}
 	}
-	if l, err := readLayout(*out); err == nil && l.Records == *records && l.Parts == *parts && l.Seed == *seed && l.ChangeEvery == *changeEvery {
+	if l, err := readLayout(*out); err == nil && l.Records == *records && l.Parts == *parts && l.Seed == *seed && l.ChangeEvery == *changeEvery && l.Export == *export {
 		fmt.Fprintf(stdout, "reusing %s: %d records in %d parts, %.1f MB\n", *out, l.Records, l.Parts, float64(l.Bytes)/1e6)
 		return nil
 	}
 	start := time.Now()
-	l, err := generate(ctx, *out, synth.Options{Devices: *records, Parts: *parts, Seed: *seed, ChangeEvery: *changeEvery})
+	l, err := generate(ctx, *out, synth.Options{Export: *export, Devices: *records, Parts: *parts, Seed: *seed, ChangeEvery: *changeEvery})
 	if err != nil {
 		return err
 	}
@@ -93,7 +95,7 @@ func generate(ctx context.Context, dir string, opts synth.Options) (Layout, erro
 		}
 	}
 	plan := synth.Plan(opts)
-	l := Layout{Records: opts.Devices, Parts: len(plan.Parts), Seed: opts.Seed, ChangeEvery: opts.ChangeEvery,
+	l := Layout{Export: opts.Export, Records: opts.Devices, Parts: len(plan.Parts), Seed: opts.Seed, ChangeEvery: opts.ChangeEvery,
 		GeneratedTime: plan.GeneratedTime, Container: plan.Container, Files: make([]PartFiles, len(plan.Parts))}
 	if opts.ChangeEvery > 0 {
 		// A later export: other blobs, a later generatedTime (the records'

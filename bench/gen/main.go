@@ -1,7 +1,7 @@
 // Command gen prepares and serves the data of the tvm2kafka benchmark
 // (bench/run.sh, README "Performance"):
 //
-//	gen gen --records N --parts N [--seed S] --out DIR
+//	gen gen --records N --parts N [--seed S] [--export NAME] --out DIR
 //	    writes the synthetic export's gzip parts (internal/synth) to DIR/parts,
 //	    the same records pre-keyed as "DeviceId<TAB>line" to DIR/keyed (for
 //	    kcat -K '\t'), and DIR/layout.json; a complete DIR is reused as is
@@ -9,7 +9,7 @@
 //	    uploads the parts to Azure Blob storage (Azurite by default) and writes
 //	    read-only service SAS URLs to DIR/urls.txt
 //	gen serve-manifest --dir DIR [--addr 127.0.0.1:0]
-//	    serves a fake Defender API answering GET /api/machines/InfoGatheringExport
+//	    serves a fake Defender API answering GET /api/machines/<the layout's export>
 //	    with those URLs; prints its base URL on the first line of stdout and
 //	    runs until SIGINT/SIGTERM
 //	gen create-topic --brokers B --topic T [--partitions 6]

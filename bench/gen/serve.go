@@ -41,7 +41,16 @@ func cmdServeManifest(ctx context.Context, args []string, stdout io.Writer) erro
 	}
 	// The fake Defender API of the tests, answering these URLs to any
 	// bearer token.
-	handler := fakes.DefenderHandler(fakes.DefenderConfig{Manifest: func() ([]string, string) { return urls, l.GeneratedTime }})
+	export := l.Export
+	if export == "" {
+		export = "InfoGatheringExport"
+	}
+	handler := fakes.DefenderHandler(fakes.DefenderConfig{ManifestOf: func(name string) ([]string, string, int) {
+		if !strings.EqualFold(name, export) {
+			return nil, "", http.StatusNotFound
+		}
+		return urls, l.GeneratedTime, 0
+	}})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "http://%s\n", ln.Addr())
 	if f, ok := stdout.(*os.File); ok {
