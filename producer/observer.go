@@ -17,8 +17,9 @@ import (
 //     so that operators see that the observer (the table topic) is behind.
 type Observer interface {
 	// Record is called once per accepted record, from several goroutines
-	// at once; key and value are valid only during the call.
-	Record(part int, line int64, key, value []byte) error
+	// at once, with its key (DeviceId), its natural key (the mde.key
+	// header) and its value; they are valid only during the call.
+	Record(part int, line int64, key, natural, value []byte) error
 	// Complete is called after every snapshot-end marker was acknowledged.
 	Complete(ctx context.Context) error
 }

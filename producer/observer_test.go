@@ -27,7 +27,7 @@ type recordingObserver struct {
 	atDone    func()
 }
 
-func (o *recordingObserver) Record(part int, line int64, key, value []byte) error {
+func (o *recordingObserver) Record(part int, line int64, key, natural, value []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.failAt != 0 && line == o.failAt {
@@ -35,6 +35,9 @@ func (o *recordingObserver) Record(part int, line int64, key, value []byte) erro
 	}
 	if id, err := schema.DeviceID(value); err != nil || string(id) != string(key) {
 		return errors.New("key is not the value's DeviceId")
+	}
+	if string(natural) != string(key) { // InfoGathering: mde.key is the DeviceId
+		return errors.New("the natural key given is not the record's mde.key")
 	}
 	k := lineKey{part, line}
 	if _, ok := o.records[k]; ok {

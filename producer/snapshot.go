@@ -267,8 +267,9 @@ func (s *Snapshot) Run(ctx context.Context) (Result, error) {
 	mainCfg := s.writerConfig(s.cfg.Topic, s.cfg.Partitions, s.refusedRecord)
 	if obs := s.cfg.Observer; obs != nil {
 		// Told about each record once the brokers acknowledged it.
-		mainCfg.Observe = func(at wire.Position, key, value []byte) error {
-			return obs.Record(int(at.Part), at.Line, key, value)
+		// The record's last header is mde.key (part.go): its natural key.
+		mainCfg.Observe = func(at wire.Position, key, value, natural []byte) error {
+			return obs.Record(int(at.Part), at.Line, key, natural, value)
 		}
 	}
 	s.main, err = wire.NewWriter(wctx, s.sink, mainCfg)

@@ -37,10 +37,10 @@ func benchTable(b *testing.B, n int) (tb *Table, keys, values [][]byte) {
 		keys[i] = []byte(hex.EncodeToString(h[:]))
 		did, _ := hexID(keys[i])
 		p := schema.Partition(keys[i], tb.n)
-		logs[p] = append(logs[p], logEntry{entry{id: did, d: tb.hash.sum(values[i%len(values)])}, uint32(len(logs[p]))})
+		logs[p] = append(logs[p], logEntry{entry{id: did, d: tb.hash.sum(values[i%len(values)])}, uint64(len(logs[p]))})
 	}
 	for p := range tb.parts {
-		if err := tb.parts[p].build(logs[p]); err != nil {
+		if err := tb.parts[p].build(logs[p], func() {}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -67,7 +67,7 @@ func BenchmarkRecordUnchanged(b *testing.B) {
 			}
 			b.StartTimer()
 		}
-		if err := tb.Record(0, int64(k)+1, keys[k], values[k%len(values)]); err != nil {
+		if err := tb.Record(0, int64(k)+1, keys[k], keys[k], values[k%len(values)]); err != nil {
 			b.Fatal(err)
 		}
 	}

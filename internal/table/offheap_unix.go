@@ -28,3 +28,18 @@ func offHeap[T any](n int) ([]T, func(), error) {
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n), func() { _ = syscall.Munmap(b) }, nil
 }
+
+// trimOffHeap returns to the system the pages of s (from offHeap) past its
+// first keep elements; they read as zero if touched again.
+func trimOffHeap[T any](s []T, keep int) {
+	var zero T
+	size := int(unsafe.Sizeof(zero))
+	page := syscall.Getpagesize()
+	from := (keep*size + page - 1) / page * page
+	total := len(s) * size
+	if len(s) == 0 || from >= total {
+		return
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), total)
+	_ = syscall.Madvise(b[from:], syscall.MADV_DONTNEED)
+}

@@ -161,104 +161,101 @@ func (ps *partState) release() {
 	*ps = partState{}
 }
 
-// logEntry is an entry as read back, with its place in the partition.
-type logEntry struct {
-	entry
-	seq uint32
-}
+// logEntry is a record as read back: its entry and, in claim, its place
+// in the partition (a sequence number) until build turns the log into the
+// partition's rows in place.
+type logEntry = row
 
 func compareLog(x, y logEntry) int {
 	if c := compareID(&x.id, &y.id); c != 0 {
 		return c
 	}
-	return int(x.seq) - int(y.seq)
+	return int(int64(x.claim) - int64(y.claim))
 }
 
-// sortLog returns log ordered by (id, seq), in a new array outside the Go
-// heap, and the function that frees it. DeviceIds are SHA-1 shaped, so
-// their first bits are uniform: the records are distributed by them into
-// buckets of one or two (a stable counting sort, in offset order within a
-// bucket), and each bucket is then put in id order. That is linear, where
-// a comparison sort of a million records took a tenth of the read-back.
-func sortLog(log []logEntry) ([]logEntry, func(), error) {
+// sortLog orders log by (id, seq) in place. DeviceIds are SHA-1 shaped
+// and natural keys hashed, so the ids' first bits are uniform: the
+// records are permuted in place into buckets of one or two by those bits
+// (an American flag sort: a count, then cycles of swaps), and each bucket
+// is then put in (id, seq) order. That is linear and needs no second copy
+// of the log, where a comparison sort of a million records took a tenth
+// of the read-back and an out-of-place bucket sort doubled its memory.
+func sortLog(log []logEntry) {
 	n := len(log)
 	if n < 64 {
 		slices.SortFunc(log, compareLog)
-		return log, func() {}, nil
+		return
 	}
 	b := bits.Len(uint(n / 2))
 	shift := uint(32 - b)
 	bucketOf := func(e *logEntry) int { return int(binary.BigEndian.Uint32(e.id[:4]) >> shift) }
-	start := make([]int32, 1<<b+1)
+	nb := 1 << b
+	start := make([]int32, nb+1)
 	for i := range log {
 		start[bucketOf(&log[i])+1]++
 	}
 	for k := 1; k < len(start); k++ {
 		start[k] += start[k-1]
 	}
-	out, free, err := offHeap[logEntry](n)
-	if err != nil {
-		return nil, nil, err
+	next := slices.Clone(start[:nb])
+	for k := 0; k < nb; k++ {
+		end := start[k+1]
+		for next[k] < end {
+			v := log[next[k]]
+			kb := bucketOf(&v)
+			for kb != k { // carry v to its bucket, taking what was there
+				j := next[kb]
+				next[kb]++
+				v, log[j] = log[j], v
+				kb = bucketOf(&v)
+			}
+			log[next[k]] = v
+			next[k]++
+		}
 	}
-	next := slices.Clone(start[:len(start)-1])
-	for i := range log {
-		k := bucketOf(&log[i])
-		out[next[k]] = log[i]
-		next[k]++
-	}
-	for k := 0; k+1 < len(start); k++ {
-		bucket := out[start[k]:start[k+1]]
+	for k := 0; k < nb; k++ {
+		bucket := log[start[k]:start[k+1]]
 		switch {
 		case len(bucket) > 16: // ids that are not uniform
 			slices.SortFunc(bucket, compareLog)
 		case len(bucket) > 1:
-			// Insertion sort, stable: records of one id stay in offset order.
 			for i := 1; i < len(bucket); i++ {
-				for j := i; j > 0 && compareID(&bucket[j-1].id, &bucket[j].id) > 0; j-- {
+				for j := i; j > 0 && compareLog(bucket[j-1], bucket[j]) > 0; j-- {
 					bucket[j-1], bucket[j] = bucket[j], bucket[j-1]
 				}
 			}
 		}
 	}
-	return out, free, nil
 }
 
 // build sorts log (the partition's records in offset order, tombstones
-// included), keeps the newest record of every id and drops deleted ids.
-// The state is allocated outside the Go heap (offHeap).
-func (ps *partState) build(log []logEntry) error {
-	log, freeSorted, err := sortLog(log)
-	if err != nil {
-		return err
-	}
-	defer freeSorted()
+// included; claim holds each one's sequence number), keeps the newest
+// record of every id, drops deleted ids, and makes the result the
+// partition's rows — in place, in the log's own memory, which free
+// returns (trim, when set, returns the unused tail of it at once).
+func (ps *partState) build(log []logEntry, free func(), trim func(keep int)) error {
+	ps.free = append(ps.free, free)
+	sortLog(log)
 	n := 0
 	for i := range log {
-		if i+1 < len(log) && log[i+1].id == log[i].id {
-			continue // a newer record of the same device follows
-		}
-		if log[i].d.n != tombstone {
-			n++
-		}
-	}
-	entries, free, err := offHeap[row](n) // exact size; the log is dropped
-	if err != nil {
-		return err
-	}
-	ps.free = append(ps.free, free)
-	ps.entries = entries[:0]
-	for i := range log {
 		if (i+1 < len(log) && log[i+1].id == log[i].id) || log[i].d.n == tombstone {
-			continue
+			continue // a newer record of the same id follows, or the id is deleted
 		}
-		ps.entries = append(ps.entries, row{entry: log[i].entry})
+		log[n] = row{entry: log[i].entry}
+		n++
+	}
+	ps.entries = log[:n:n]
+	if trim != nil {
+		trim(n)
 	}
 	b := max(0, bits.Len(uint(n/2))) // one or two devices per bucket
 	ps.shift = uint(32 - b)
-	if ps.bucket, free, err = offHeap[int32](1<<b + 1); err != nil {
+	var err error
+	var freeBucket func()
+	if ps.bucket, freeBucket, err = offHeap[int32](1<<b + 1); err != nil {
 		return err
 	}
-	ps.free = append(ps.free, free)
+	ps.free = append(ps.free, freeBucket)
 	k := 0
 	for i := range ps.entries {
 		for bk := ps.bucketOf(&ps.entries[i].id); k <= bk; k++ {

@@ -217,15 +217,22 @@ func (t *Table) Load(ctx context.Context) (err error) {
 		g.Go(func() error {
 			// The partition holds at most End-First records: the log is
 			// mapped at that size (committed as it is written) and never grows.
-			log, freeLog := []logEntry(nil), func() {}
+			// The log becomes the partition's rows in place (build).
+			log, freeLog, trim := []logEntry(nil), func() {}, func(int) {}
 			if span := p.End - p.First; span > 0 && span <= maxMappedLog {
 				var err error
 				if log, freeLog, err = offHeap[logEntry](int(span)); err != nil {
 					return err
 				}
-				log = log[:0]
+				mapped := log
+				log, trim = log[:0], func(keep int) { trimOffHeap(mapped, keep) }
 			}
-			defer freeLog()
+			built := false
+			defer func() {
+				if !built {
+					freeLog()
+				}
+			}()
 			var nForeign, nMisplaced int64
 			wrong := map[string]bool{} // keys in the wrong partition, not deleted since
 			err := scan.Scan(gctx, p.ID, p.First, p.End, func(m *wire.Message) error {
@@ -259,7 +266,7 @@ func (t *Table) Load(ctx context.Context) (err error) {
 						delete(wrong, string(m.Key))
 					}
 				case hex:
-					log = append(log, logEntry{entry{id: did, d: d}, uint32(len(log))})
+					log = append(log, logEntry{entry{id: did, d: d}, uint64(len(log))})
 				default:
 					mu.Lock()
 					if m.Value == nil {
@@ -274,7 +281,8 @@ func (t *Table) Load(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
-			if err := t.parts[p.ID].build(log); err != nil {
+			built = true
+			if err := t.parts[p.ID].build(log, freeLog, trim); err != nil {
 				return err
 			}
 			mu.Lock()
@@ -341,10 +349,11 @@ func position(part int, line int64) uint64 {
 	return uint64(part+1)<<40 | uint64(line)&(1<<40-1)
 }
 
-// Record compares one record of the snapshot with the table. It is called
+// Record compares one record of the snapshot with the table: key is its
+// DeviceId, natural its natural key (read from value when nil). It is called
 // concurrently for every record, once each; key and value are not kept.
 // It fails only when a write of changes during the snapshot has failed.
-func (t *Table) Record(part int, line int64, key, value []byte) error {
+func (t *Table) Record(part int, line int64, key, natural, value []byte) error {
 	if !t.loaded {
 		return errors.New("table: Record before Load")
 	}
@@ -356,13 +365,15 @@ func (t *Table) Record(part int, line int64, key, value []byte) error {
 	var did id
 	var ok bool
 	if t.natural {
-		kr := t.keyReader.Get().(*schema.Keys)
-		defer t.keyReader.Put(kr)
-		_, nk, err := kr.Read(value)
-		if err != nil {
-			return fmt.Errorf("table: the natural key of part %d line %d: %w", part, line, err)
+		if len(natural) == 0 { // not given: read from the line
+			kr := t.keyReader.Get().(*schema.Keys)
+			defer t.keyReader.Put(kr)
+			var err error
+			if _, natural, err = kr.Read(value); err != nil {
+				return fmt.Errorf("table: the natural key of part %d line %d: %w", part, line, err)
+			}
 		}
-		key, did, ok = nk, t.hash.keyID(nk), true
+		key, did, ok = natural, t.hash.keyID(natural), true
 	} else {
 		did, ok = hexID(key)
 	}

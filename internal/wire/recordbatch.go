@@ -157,13 +157,23 @@ type Record struct {
 }
 
 // record decodes record i of the batch.
-func (b *recordBatch) record(i int) (Record, error) { return b.decode(i, true) }
+func (b *recordBatch) record(i int) (Record, error) {
+	r, _, err := b.decode(i, true, false)
+	return r, err
+}
 
 // keyValue decodes the key and value of record i only: no allocation (the
 // observer's path, once per acknowledged record).
-func (b *recordBatch) keyValue(i int) (Record, error) { return b.decode(i, false) }
+func (b *recordBatch) keyValue(i int) (Record, error) {
+	r, _, err := b.decode(i, false, false)
+	return r, err
+}
 
-func (b *recordBatch) decode(i int, withHeaders bool) (Record, error) {
+// keyValueLast decodes record i's key and value and the value of its last
+// header, without allocating.
+func (b *recordBatch) keyValueLast(i int) (Record, []byte, error) { return b.decode(i, false, true) }
+
+func (b *recordBatch) decode(i int, withHeaders, last bool) (Record, []byte, error) {
 	end := len(b.buf)
 	if i+1 < len(b.starts) {
 		end = int(b.starts[i+1])
@@ -198,7 +208,7 @@ func (b *recordBatch) decode(i int, withHeaders bool) (Record, error) {
 	}
 	next() // length
 	if err != nil || len(p) < 1 {
-		return r, fmt.Errorf("record %d: truncated", i)
+		return r, nil, fmt.Errorf("record %d: truncated", i)
 	}
 	p = p[1:] // attributes
 	next()    // timestamp delta
@@ -206,18 +216,22 @@ func (b *recordBatch) decode(i int, withHeaders bool) (Record, error) {
 	r.Key, _ = bytesField()
 	r.Value, r.NullValue = bytesField()
 	nh := next()
-	if !withHeaders {
+	if !withHeaders && !last {
 		nh = 0
 	}
+	var lastValue []byte
 	for j := int64(0); j < nh && err == nil; j++ {
 		k, _ := bytesField()
 		v, _ := bytesField()
-		r.Headers = append(r.Headers, Header{Key: string(k), Value: v})
+		if withHeaders {
+			r.Headers = append(r.Headers, Header{Key: string(k), Value: v})
+		}
+		lastValue = v
 	}
 	if err != nil {
-		return r, fmt.Errorf("record %d: %w", i, err)
+		return r, nil, fmt.Errorf("record %d: %w", i, err)
 	}
-	return r, nil
+	return r, lastValue, nil
 }
 
 // appendWriter is an io.Writer appending to a byte slice.

@@ -44,9 +44,10 @@ type WriterConfig struct {
 	Discard      bool          // dry run: nothing is encoded or sent
 	OnRefused    Refusal
 	// Observe, when set, is called for every record (KindRecord) once it
-	// is acknowledged, from the partition's sender; an error fails the
+	// is acknowledged, from the partition's sender, with the value of the
+	// record's last header (nil when it has none); an error fails the
 	// stream.
-	Observe func(at Position, key, value []byte) error
+	Observe func(at Position, key, value, lastHeader []byte) error
 	Log     zerolog.Logger
 }
 
@@ -402,9 +403,9 @@ func (s *stream) account(b *recordBatch) error {
 		}
 		recs++
 		if s.w.cfg.Observe != nil {
-			rec, err := b.keyValue(i)
+			rec, last, err := b.keyValueLast(i)
 			if err == nil {
-				err = s.w.cfg.Observe(b.pos[i], rec.Key, rec.Value)
+				err = s.w.cfg.Observe(b.pos[i], rec.Key, rec.Value, last)
 			}
 			if err != nil {
 				return err
