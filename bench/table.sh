@@ -11,6 +11,8 @@
 #   --partitions N     partitions of the records and table topics (default 6)
 #   --export NAME      the export (docs/exports.md; default InfoGatheringExport): e.g.
 #                      SoftwareVulnerabilitiesExport, a table by natural key
+#   --profile          the table contender of round 1 writes a CPU profile to
+#                      .rig/bench/cpu-table-RUN.prof (go tool pprof -top .rig/bench/tvm2kafka FILE)
 #   --smoke            20,000 devices, 1 round: proves the benchmark works (CI)
 #
 # What it does:
@@ -43,6 +45,7 @@ rounds=3
 change=100
 partitions=6
 export=""
+profile=0
 
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -52,6 +55,7 @@ while [[ $# -gt 0 ]]; do
 	--change-every) change="${2:?}"; shift 2 ;;
 	--partitions) partitions="${2:?}"; shift 2 ;;
 	--export) export="${2:?}"; shift 2 ;;
+	--profile) profile=1; shift ;;
 	--smoke) records=20000; rounds=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
@@ -98,6 +102,7 @@ contender() {
 	/usr/bin/time -v -o "$tf" env -u AZURE_CLIENT_SECRET KAFKA_BROKERS="$BROKERS" KAFKA_TOPIC="$topic" \
 		KAFKA_TABLE_TOPIC="$table" KAFKA_TOPIC_PARTITIONS="$partitions" MDE_API_URL="$url" MDE_ACCESS_TOKEN=bench \
 		MDE_EXPORT="${export:-InfoGatheringExport}" \
+		TVM2KAFKA_CPU_PROFILE="$( ((profile)) && [[ "$name" == table && "$round" == 1 ]] && echo "$RIG/cpu-table-$RUN.prof")" \
 		LOG_LEVEL=info LOG_FORMAT=json "$TVM" run >"$lf" 2>&1 ||
 		{ tail -n 20 "$lf" >&2; die "$name run failed (log: $lf)"; }
 	t1="$(now)"

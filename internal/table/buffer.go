@@ -78,18 +78,18 @@ func (t *Table) stage(key, value []byte, part int, line int64, change string) er
 	}
 	if !t.spilled {
 		t.spilled = true
-		t.spill = make(chan []wire.KeyedMessage, 1)
+		t.spill = make(chan *buffer, 1)
 		t.spillWG.Add(1)
 		go t.spillWriter()
 		t.log.Info().Int("buffer_bytes", t.cfg.BufferBytes).
 			Msg("table: more changes than the buffer holds; writing them while the snapshot is published")
 	}
-	msgs := t.buf.messages(t, nil)
+	full := t.buf
 	t.buf, t.bufBytes = &buffer{}, 0
 	if e := t.spillErr.Load(); e != nil {
 		return *e
 	}
-	t.spill <- msgs // backpressure: at most one batch waits
+	t.spill <- full // backpressure: at most one batch waits
 	return nil
 }
 
@@ -97,12 +97,21 @@ func (t *Table) stage(key, value []byte, part int, line int64, change string) er
 // After a failure it drops what follows; Record and Complete report it.
 func (t *Table) spillWriter() {
 	defer t.spillWG.Done()
-	for msgs := range t.spill {
-		if t.spillErr.Load() != nil {
-			continue
-		}
-		if err := t.write(t.wctx, msgs); err != nil {
-			t.spillErr.Store(&err)
+	for b := range t.spill {
+		// In chunks, each chunk's entries dropped once written: the
+		// messages of a whole buffer (32 MB at first) never exist at once,
+		// and its arenas are garbage as soon as their records are written.
+		for len(b.entries) > 0 && t.spillErr.Load() == nil {
+			n := min(len(b.entries), writeChunk)
+			msgs := make([]wire.KeyedMessage, n)
+			for i, e := range b.entries[:n] {
+				msgs[i] = t.message(e.key, e.value, e.part, e.line, e.change)
+			}
+			if err := t.write(t.wctx, msgs); err != nil {
+				t.spillErr.Store(&err)
+			}
+			clear(b.entries[:n])
+			b.entries = b.entries[n:]
 		}
 	}
 }

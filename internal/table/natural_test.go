@@ -191,3 +191,24 @@ func TestRowStateIs48Bytes(t *testing.T) {
 		t.Fatal("keyID is not a function of the key")
 	}
 }
+
+func TestEqualIDAndDigest(t *testing.T) {
+	h := newHasher()
+	for i := range 200 {
+		a, b := h.keyID(fmt.Append(nil, i)), h.keyID(fmt.Append(nil, i))
+		if !equalID(&a, &b) {
+			t.Fatal("equal ids differ")
+		}
+		for j := range 20 {
+			c := a
+			c[j] ^= 1 << (i % 8)
+			if equalID(&a, &c) {
+				t.Fatalf("ids differing in byte %d are equal", j)
+			}
+		}
+		d, e := h.sum(fmt.Append(nil, i)), h.sum(fmt.Append(nil, i+1))
+		if !d.equal(&d) || d.equal(&e) || d.equal(&digest{n: d.n, a: d.a}) {
+			t.Fatal("digest equality")
+		}
+	}
+}

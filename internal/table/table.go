@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -110,7 +111,7 @@ type Table struct {
 	bufBytes  int
 	spilled   bool // the buffer overflowed: changes are written at once
 	spillDone bool // spill is closed
-	spill     chan []wire.KeyedMessage
+	spill     chan *buffer
 	spillWG   sync.WaitGroup
 	spillErr  atomic.Pointer[error]
 	wctx      context.Context // context of the writes during the snapshot
@@ -299,6 +300,10 @@ func (t *Table) Load(ctx context.Context) (err error) {
 		return fmt.Errorf("table: reading the table topic %q back: %w", t.cfg.Topic, err)
 	}
 	t.misplaced = misplacedAt
+	// The read-back's fetch responses and batches are garbage now: give
+	// their memory back before the snapshot is published, so that the
+	// state and the pipeline's buffers do not add up with it in the peak.
+	debug.FreeOSMemory()
 	devices := int64(len(t.odd))
 	for i := range t.parts {
 		devices += int64(len(t.parts[i].entries))
@@ -381,7 +386,7 @@ func (t *Table) Record(part int, line int64, key, natural, value []byte) error {
 		ps := &t.parts[schema.Partition(key, t.n)]
 		if i, found := ps.find(&did); found {
 			e := &ps.entries[i]
-			same := e.d == d
+			same := e.d.equal(&d)
 			claim := pos << 1
 			if !same {
 				claim |= 1
@@ -420,7 +425,7 @@ func (t *Table) Record(part int, line int64, key, natural, value []byte) error {
 		t.duplicate(key, value, part, line, d, prev, in, td)
 		return nil
 	}
-	same := oe.inTable && oe.d == d
+	same := oe.inTable && oe.d.equal(&d)
 	oe.claim = pos << 1
 	if !same {
 		oe.claim |= 1
@@ -484,7 +489,7 @@ func (t *Table) Complete(ctx context.Context) error {
 			drop[key] = true
 		}
 		writtenFirst := staged && !inBuffer
-		if dp.inTable && dp.d == dp.table && !writtenFirst {
+		if dp.inTable && dp.d.equal(&dp.table) && !writtenFirst {
 			continue // the table already holds the winning line
 		}
 		change := Added
