@@ -76,9 +76,9 @@ type world struct {
 	mu      sync.Mutex
 	others  map[string]*world // other exports the Defender fake answers (addExport)
 	denied  map[string]int    // export → status the Defender fake answers instead (403, 404)
-	urls    []string // SAS URLs (through blobProx) the Defender fake answers
-	gen     string   // generatedTime the Defender fake answers
-	allSigs []string // every SAS signature handed out, to check logs
+	urls    []string          // SAS URLs (through blobProx) the Defender fake answers
+	gen     string            // generatedTime the Defender fake answers
+	allSigs []string          // every SAS signature handed out, to check logs
 }
 
 // newWorld uploads a synthetic export of devices in parts to Azurite and
