@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"reflect"
 	"sort"
 	"strings"
@@ -175,4 +176,26 @@ func keys(m map[string]json.RawMessage) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestVerifyReadsTheExportsDefaultTopic: without KAFKA_TOPIC, verify reads
+// the default topic of MDE_EXPORT (InfoGathering's when it is not set).
+func TestVerifyReadsTheExportsDefaultTopic(t *testing.T) {
+	for env, want := range map[string]string{
+		"":                              "mde.infogathering",
+		"softwarevulnerabilitiesexport": "mde.vulnerabilities",
+		"SoftwareInventoryNonCpeExport": "mde.software.noncpe",
+	} {
+		m := map[string]string{"KAFKA_BROKERS": "localhost:9092"}
+		if env != "" {
+			m["MDE_EXPORT"] = env
+		}
+		opts, code := loadVerifyOptions(nil, envOf(m), io.Discard, io.Discard)
+		if code != exitOK || opts.kafka.Topic != want {
+			t.Errorf("MDE_EXPORT=%q: exit %d, topic %q, want %q", env, code, opts.kafka.Topic, want)
+		}
+	}
+	if _, code := loadVerifyOptions(nil, envOf(map[string]string{"KAFKA_BROKERS": "localhost:9092", "MDE_EXPORT": "Nope"}), io.Discard, io.Discard); code != exitUsage {
+		t.Errorf("an unknown export: exit %d, want 2", code)
+	}
 }
