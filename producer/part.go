@@ -27,6 +27,7 @@ type partRun struct {
 	lastRead int64 // last line appended to the topic (or rejected): a reopened part skips up to here
 	seen     int64 // last line number returned by lr in the current attempt
 	lineBuf  [20]byte
+	ceID     []byte // "<run_id>/<part>/" and, per record, its line (CloudEvents)
 
 	// Progress not yet added to the Snapshot's counters.
 	records, rejected, lineBytes, pending int64
@@ -162,20 +163,36 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 	if string(key) == schema.MarkerKey {
 		return pr.reject(ctx, ln.Number, ln.Bytes, `DeviceId "`+schema.MarkerKey+`" is reserved for snapshot markers`)
 	}
-	hdrs := [...]wire.Header{
-		{Key: schema.HeaderExport, Value: s.hExport},
-		{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
-		{Key: schema.HeaderRunID, Value: s.hRunID},
-		{Key: schema.HeaderPart, Value: pr.hPart},
-		{Key: schema.HeaderLine, Value: strconv.AppendInt(pr.lineBuf[:0], ln.Number, 10)},
-		{Key: schema.HeaderContentType, Value: s.hContentType},
-		{Key: schema.HeaderKey, Value: natural},
+	var hdrBuf [13]wire.Header
+	lineNum := strconv.AppendInt(pr.lineBuf[:0], ln.Number, 10)
+	hdrs := append(hdrBuf[:0],
+		wire.Header{Key: schema.HeaderExport, Value: s.hExport},
+		wire.Header{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
+		wire.Header{Key: schema.HeaderRunID, Value: s.hRunID},
+		wire.Header{Key: schema.HeaderPart, Value: pr.hPart},
+		wire.Header{Key: schema.HeaderLine, Value: lineNum},
+		wire.Header{Key: schema.HeaderContentType, Value: s.hContentType})
+	if s.cfg.CloudEvents {
+		if pr.ceID == nil {
+			pr.ceID = append(append(append([]byte(s.cfg.RunID), '/'), pr.hPart...), '/')
+		}
+		prefix := len(s.cfg.RunID) + len(pr.hPart) + 2
+		pr.ceID = append(pr.ceID[:prefix], lineNum...)
+		hdrs = append(hdrs,
+			wire.Header{Key: schema.HeaderCESpecVersion, Value: s.hCESpec},
+			wire.Header{Key: schema.HeaderCEID, Value: pr.ceID},
+			wire.Header{Key: schema.HeaderCESource, Value: s.hCESource},
+			wire.Header{Key: schema.HeaderCEType, Value: s.hCERecordType},
+			wire.Header{Key: schema.HeaderCETime, Value: s.hCETime},
+			wire.Header{Key: schema.HeaderCESubject, Value: key})
 	}
-	if size := wire.RecordBytes(key, ln.Bytes, hdrs[:]); size > s.cfg.MaxMessageBytes {
+	// mde.key comes last: the observer is handed the last header.
+	hdrs = append(hdrs, wire.Header{Key: schema.HeaderKey, Value: natural})
+	if size := wire.RecordBytes(key, ln.Bytes, hdrs); size > s.cfg.MaxMessageBytes {
 		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds %s (%d)", size, s.cfg.Names.Of("producer.MaxMessageBytes"), s.cfg.MaxMessageBytes))
 	}
 	p := schema.Partition(key, s.cfg.Partitions)
-	if err := s.main.Add(ctx, p, wire.KindRecord, wire.Position{Part: int32(pr.part.Index), Line: ln.Number}, key, ln.Bytes, false, hdrs[:]); err != nil {
+	if err := s.main.Add(ctx, p, wire.KindRecord, wire.Position{Part: int32(pr.part.Index), Line: ln.Number}, key, ln.Bytes, false, hdrs); err != nil {
 		return err
 	}
 	pr.records++

@@ -74,6 +74,11 @@ type SnapshotConfig struct {
 	// Logger receives warnings (rejected lines, retries) and the outcome;
 	// it is expected to carry the run's context (run_id) already.
 	Logger zerolog.Logger
+	// CloudEvents adds the CloudEvents binary-mode headers (ce_*) to every
+	// record and marker; Tenant names the tenant in ce_source ("": the
+	// default one).
+	CloudEvents bool
+	Tenant      string
 	// Observer, when set, is told about every acknowledged record and,
 	// after the snapshot-end markers, about the completion (the table
 	// topic). See Observer for what its errors mean.
@@ -144,6 +149,9 @@ type Snapshot struct {
 	log   zerolog.Logger
 
 	hExport, hGenerated, hRunID, hContentType []byte
+	// CloudEvents headers shared by every record (ce_time, ce_source,
+	// ce_type of a record).
+	hCESpec, hCETime, hCESource, hCERecordType []byte
 
 	// retryInitial is the first backoff interval (tests shorten it).
 	retryInitial time.Duration
@@ -209,6 +217,12 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, sink wire.Sink) (*Snapsho
 		hRunID:       []byte(cfg.RunID),
 		hContentType: []byte(schema.ContentTypeJSON),
 		retryInitial: 200 * time.Millisecond,
+	}
+	if cfg.CloudEvents {
+		s.hCESpec = []byte(schema.CloudEventsSpecVersion)
+		s.hCETime = []byte(schema.CloudEventsTime(cfg.Manifest.GeneratedTime))
+		s.hCESource = []byte(schema.CloudEventsSource(cfg.Tenant, cfg.Manifest.Export))
+		s.hCERecordType = []byte(schema.CloudEventsType(cfg.Manifest.Export, "record"))
 	}
 	return s, nil
 }
@@ -422,7 +436,16 @@ func (s *Snapshot) writeMarkers(ctx context.Context, w *wire.Writer, kind schema
 		{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
 		{Key: schema.HeaderRunID, Value: s.hRunID},
 	}
+	base := len(hdrs)
 	for p := range s.cfg.Partitions {
+		if s.cfg.CloudEvents {
+			hdrs = append(hdrs[:base],
+				wire.Header{Key: schema.HeaderCESpecVersion, Value: s.hCESpec},
+				wire.Header{Key: schema.HeaderCEID, Value: fmt.Appendf(nil, "%s/%s/%d", s.cfg.RunID, kind, p)},
+				wire.Header{Key: schema.HeaderCESource, Value: s.hCESource},
+				wire.Header{Key: schema.HeaderCEType, Value: []byte(schema.CloudEventsType(s.cfg.Manifest.Export, string(kind)))},
+				wire.Header{Key: schema.HeaderCETime, Value: s.hCETime})
+		}
 		m := schema.Marker{
 			Kind:          kind,
 			Export:        s.cfg.Manifest.Export,

@@ -228,3 +228,26 @@ func BenchmarkNaturalKey(b *testing.B) {
 		}
 	}
 }
+
+func TestCloudEventsAttributes(t *testing.T) {
+	if got := CloudEventsSource("", "InfoGatheringExport"); got != "tvm2kafka/default/InfoGatheringExport" {
+		t.Errorf("source %q", got)
+	}
+	if got := CloudEventsSource("contoso", "SoftwareInventoryExport"); got != "tvm2kafka/contoso/SoftwareInventoryExport" {
+		t.Errorf("source %q", got)
+	}
+	if got := CloudEventsType("SoftwareVulnerabilitiesExport", string(MarkerEnd)); got != "com.microsoft.defender.vm.SoftwareVulnerabilitiesExport.snapshot-end" {
+		t.Errorf("type %q", got)
+	}
+	for in, want := range map[string]string{
+		"2026-11-27T10:01:00Z":         "2026-11-27T10:01:00Z",
+		"2026-11-27T11:01:00+01:00":    "2026-11-27T10:01:00Z",
+		"2026-11-27T10:01:00.1234567Z": "2026-11-27T10:01:00.1234567Z",
+		"2026-11-27 10:01:00":          "2026-11-27T10:01:00Z",
+		"not a time":                   "not a time",
+	} {
+		if got := CloudEventsTime(in); got != want {
+			t.Errorf("CloudEventsTime(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -438,6 +438,7 @@ func (c *config) runner() runner.Config {
 		SASValidHours: c.Azure.SASValidHours,
 		Kafka:         c.kafka,
 		DryRun:        c.Pipeline.DryRun,
+		CloudEvents:   c.Topics.CloudEvents,
 		Workers:       c.workers,
 		RetryMax:      c.Pipeline.RetryMax,
 		Lease:         c.Runs.Lease,

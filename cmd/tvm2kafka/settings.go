@@ -103,6 +103,7 @@ type topicSettings struct {
 	ReplicationFactor int    `env:"KAFKA_TOPIC_REPLICATION_FACTOR" names:"wire.TopicReplicationFactor" flag:"kafka-topic-replication-factor" default:"-1" min:"-1" max:"1000" help:"replication factor of a created topic; -1 = the broker's default"`
 	TopicConfig       string `env:"KAFKA_TOPIC_CONFIG" names:"wire.TopicConfig" flag:"kafka-topic-config" help:"key=value,... topic configs of topics this tool creates, e.g. retention.ms=604800000,min.insync.replicas=2"`
 	MaxMessageBytes   int    `env:"KAFKA_MAX_MESSAGE_BYTES" names:"wire.MaxMessageBytes producer.MaxMessageBytes" flag:"kafka-max-message-bytes" default:"1000000" min:"1024" max:"67108864" help:"largest record published: key, value and headers together; a line whose record is larger is rejected (at most the topic's max.message.bytes; Event Hubs: at most 1000000)"`
+	CloudEvents       bool   `env:"TVM2KAFKA_CLOUDEVENTS" flag:"cloudevents" default:"false" help:"add the CloudEvents Kafka binding's binary-mode headers (ce_specversion, ce_id, ce_source, ce_type, ce_time, ce_subject) to every record and marker"`
 	OAuthScope        string `env:"KAFKA_OAUTH_SCOPE" names:"wire.OAuthScope" flag:"kafka-oauth-scope" shown:"https://<host of the first broker>/.default" help:"OAuth scope of the OAUTHBEARER token (the Event Hubs convention by default)"`
 }
 

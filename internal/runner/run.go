@@ -47,6 +47,10 @@ type Config struct {
 	Kafka wire.Config
 	// DryRun reads and frames everything and publishes nothing.
 	DryRun bool
+	// CloudEvents adds the CloudEvents headers to records and markers;
+	// Tenant names the tenant in their ce_source ("": the default one).
+	CloudEvents bool
+	Tenant      string
 	// Workers is the number of parts processed at once.
 	Workers int
 	// RetryMax bounds the retries of a part's reads and of a write.
@@ -274,6 +278,8 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		RetryMaxElapsed: cfg.RetryMax,
 		Logger:          log,
 		Observer:        observer,
+		CloudEvents:     cfg.CloudEvents,
+		Tenant:          cfg.Tenant,
 	}, blobs, sink)
 	if err != nil {
 		return fail(err, "snapshot")
