@@ -28,6 +28,7 @@ type partRun struct {
 	seen     int64 // last line number returned by lr in the current attempt
 	lineBuf  [20]byte
 	ceID     []byte // "<run_id>/<part>/" and, per record, its line (CloudEvents)
+	value    []byte // the normalised value (ValueJSON)
 
 	// Progress not yet added to the Snapshot's counters.
 	records, rejected, lineBytes, pending int64
@@ -163,6 +164,13 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 	if string(key) == schema.MarkerKey {
 		return pr.reject(ctx, ln.Number, ln.Bytes, `DeviceId "`+schema.MarkerKey+`" is reserved for snapshot markers`)
 	}
+	value := ln.Bytes
+	if s.cfg.ValueFormat == ValueJSON {
+		if pr.value, err = schema.Normalise(pr.value[:0], ln.Bytes); err != nil {
+			return pr.reject(ctx, ln.Number, ln.Bytes, err.Error())
+		}
+		value = pr.value
+	}
 	var hdrBuf [13]wire.Header
 	lineNum := strconv.AppendInt(pr.lineBuf[:0], ln.Number, 10)
 	hdrs := append(hdrBuf[:0],
@@ -188,11 +196,11 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 	}
 	// mde.key comes last: the observer is handed the last header.
 	hdrs = append(hdrs, wire.Header{Key: schema.HeaderKey, Value: natural})
-	if size := wire.RecordBytes(key, ln.Bytes, hdrs); size > s.cfg.MaxMessageBytes {
+	if size := wire.RecordBytes(key, value, hdrs); size > s.cfg.MaxMessageBytes {
 		return pr.reject(ctx, ln.Number, ln.Bytes, fmt.Sprintf("record of %d bytes (key, value and headers) exceeds %s (%d)", size, s.cfg.Names.Of("producer.MaxMessageBytes"), s.cfg.MaxMessageBytes))
 	}
 	p := schema.Partition(key, s.cfg.Partitions)
-	if err := s.main.Add(ctx, p, wire.KindRecord, wire.Position{Part: int32(pr.part.Index), Line: ln.Number}, key, ln.Bytes, false, hdrs); err != nil {
+	if err := s.main.Add(ctx, p, wire.KindRecord, wire.Position{Part: int32(pr.part.Index), Line: ln.Number}, key, value, false, hdrs); err != nil {
 		return err
 	}
 	pr.records++

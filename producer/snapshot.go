@@ -36,6 +36,12 @@ func (f PartOpenerFunc) OpenPart(ctx context.Context, part schema.Part) (io.Read
 	return f(ctx, part)
 }
 
+// The value formats of SnapshotConfig.ValueFormat.
+const (
+	ValueRaw  = "raw"
+	ValueJSON = "json"
+)
+
 // Defaults of SnapshotConfig.
 const (
 	DefaultFlushTimeout = 20 * time.Second
@@ -74,6 +80,9 @@ type SnapshotConfig struct {
 	// Logger receives warnings (rejected lines, retries) and the outcome;
 	// it is expected to carry the run's context (run_id) already.
 	Logger zerolog.Logger
+	// ValueFormat is the records' value: "" or ValueRaw the line byte for
+	// byte, ValueJSON its normalised form (schema.Normalise).
+	ValueFormat string
 	// CloudEvents adds the CloudEvents binary-mode headers (ce_*) to every
 	// record and marker; Tenant names the tenant in ce_source ("": the
 	// default one).
@@ -190,6 +199,8 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, sink wire.Sink) (*Snapsho
 		return nil, fmt.Errorf("producer: MaxMessageBytes %d: must be positive", cfg.MaxMessageBytes)
 	case cfg.RetryMaxElapsed <= 0:
 		return nil, fmt.Errorf("producer: RetryMaxElapsed %s: must be positive", cfg.RetryMaxElapsed)
+	case cfg.ValueFormat != "" && cfg.ValueFormat != ValueRaw && cfg.ValueFormat != ValueJSON:
+		return nil, fmt.Errorf("producer: value format %q: want %s or %s", cfg.ValueFormat, ValueRaw, ValueJSON)
 	case cfg.DLQTopic != "" && cfg.DLQPartitions < 1:
 		return nil, fmt.Errorf("producer: DLQ topic %q has %d partitions", cfg.DLQTopic, cfg.DLQPartitions)
 	}

@@ -439,6 +439,7 @@ func (c *config) runner() runner.Config {
 		Kafka:         c.kafka,
 		DryRun:        c.Pipeline.DryRun,
 		CloudEvents:   c.Topics.CloudEvents,
+		ValueFormat:   c.Topics.ValueFormat,
 		Workers:       c.workers,
 		RetryMax:      c.Pipeline.RetryMax,
 		Lease:         c.Runs.Lease,

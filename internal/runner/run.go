@@ -51,6 +51,8 @@ type Config struct {
 	// Tenant names the tenant in their ce_source ("": the default one).
 	CloudEvents bool
 	Tenant      string
+	// ValueFormat is the records' value (producer.ValueRaw, ValueJSON).
+	ValueFormat string
 	// Workers is the number of parts processed at once.
 	Workers int
 	// RetryMax bounds the retries of a part's reads and of a write.
@@ -279,6 +281,7 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		Logger:          log,
 		Observer:        observer,
 		CloudEvents:     cfg.CloudEvents,
+		ValueFormat:     cfg.ValueFormat,
 		Tenant:          cfg.Tenant,
 	}, blobs, sink)
 	if err != nil {
