@@ -164,11 +164,6 @@ func (b *recordBatch) record(i int) (Record, error) {
 
 // keyValue decodes the key and value of record i only: no allocation (the
 // observer's path, once per acknowledged record).
-func (b *recordBatch) keyValue(i int) (Record, error) {
-	r, _, err := b.decode(i, false, false)
-	return r, err
-}
-
 // keyValueLast decodes record i's key and value and the value of its last
 // header, without allocating.
 func (b *recordBatch) keyValueLast(i int) (Record, []byte, error) { return b.decode(i, false, true) }
