@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math/bits"
@@ -238,23 +239,28 @@ func appendKeyValue(dst, line []byte, s keySpan) []byte {
 // string, escaping only what must be escaped.
 func appendJSONEscaped(dst, s []byte) []byte {
 	const hexd = "0123456789abcdef"
-	for _, c := range s {
-		switch {
-		case c == '"' || c == '\\':
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		start = i + 1
+		switch c {
+		case '"', '\\':
 			dst = append(dst, '\\', c)
-		case c == '\n':
+		case '\n':
 			dst = append(dst, '\\', 'n')
-		case c == '\r':
+		case '\r':
 			dst = append(dst, '\\', 'r')
-		case c == '\t':
+		case '\t':
 			dst = append(dst, '\\', 't')
-		case c < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&15])
 		default:
-			dst = append(dst, c)
+			dst = append(dst, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&15])
 		}
 	}
-	return dst
+	return append(dst, s[start:]...)
 }
 
 // appendCompact appends the validated JSON value v without the whitespace
@@ -664,12 +670,17 @@ func lower(c byte) byte {
 }
 
 // appendUnescaped appends the validated string content raw with its
-// escapes decoded.
+// escapes decoded; the bytes between escapes are copied as they are.
 func appendUnescaped(out, raw []byte) []byte {
-	for i := 0; i < len(raw); {
-		var r rune
-		r, i = nextRune(raw, i)
+	for len(raw) > 0 {
+		j := bytes.IndexByte(raw, '\\')
+		if j < 0 {
+			return append(out, raw...)
+		}
+		out = append(out, raw[:j]...)
+		r, k := decodeEscape(raw, j)
 		out = utf8.AppendRune(out, r)
+		raw = raw[k:]
 	}
 	return out
 }

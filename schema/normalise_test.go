@@ -65,3 +65,25 @@ func memberNames(t *testing.T, obj []byte) []byte {
 	}
 	return names
 }
+
+// FuzzNormaliseReference: the scanner gives exactly what the normaliser
+// written on encoding/json's tokenizer gives.
+func FuzzNormaliseReference(f *testing.F) {
+	for _, s := range []string{
+		`{"DeviceId":"d","X":"{\"a\":\"2024-01-01 00:00:00\"}"}`,
+		`{"a":"\u00e9\/\"\n","b":[1,2.5e3,"[\"x\"]"],"c":" { } ","d":"2024-01-01 00:00:00.1234567"}`,
+		`{ "n" : null , "t":true,"s":"{\"k\":\"[1,{\\\"z\\\":\\\"\\u0041\\\"}]\"}"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if _, _, err := NewKeys(nil).Read(line); err != nil {
+			return
+		}
+		want, werr := refNormaliseValue(nil, line, 0)
+		got, gerr := Normalise(nil, line)
+		if (werr != nil) != (gerr != nil) || werr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("%q:\n got %s (%v)\nwant %s (%v)", line, got, gerr, want, werr)
+		}
+	})
+}
