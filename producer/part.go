@@ -27,8 +27,10 @@ type partRun struct {
 	lastRead int64 // last line appended to the topic (or rejected): a reopened part skips up to here
 	seen     int64 // last line number returned by lr in the current attempt
 	lineBuf  [20]byte
-	ceID     []byte // "<run_id>/<part>/" and, per record, its line (CloudEvents)
-	value    []byte // the normalised value (ValueJSON)
+	ceID     []byte               // "<run_id>/<part>/" and, per record, its line (CloudEvents)
+	enc      *schema.ValueEncoder // nil for raw values
+	value    []byte               // the value of the record (not raw)
+	counted  schema.ValueCounts   // enc's counts already added to the Snapshot's
 
 	// Progress not yet added to the Snapshot's counters.
 	records, rejected, lineBytes, pending int64
@@ -50,6 +52,9 @@ func (s *Snapshot) runPart(ctx context.Context, part schema.Part) error {
 		hPart: strconv.AppendInt(nil, int64(part.Index), 10),
 		log:   s.log.With().Int("part", part.Index).Str("path", schema.BlobPath(part.Path)).Logger(),
 		keys:  schema.NewKeys(schema.KeysOf(s.cfg.Manifest.Export)),
+	}
+	if s.format != schema.FormatRaw {
+		pr.enc = schema.NewValueEncoder(s.export, s.format, s.cfg.SchemaID)
 	}
 	defer pr.publishProgress()
 	attempt := 0
@@ -148,6 +153,12 @@ func (pr *partRun) publishProgress() {
 	s.rejected.Add(pr.rejected)
 	s.lineBytes.Add(pr.lineBytes)
 	pr.records, pr.rejected, pr.lineBytes, pr.pending = 0, 0, 0, 0
+	if pr.enc != nil {
+		c := pr.enc.Counts()
+		s.notJSON.Add(c.NotJSON - pr.counted.NotJSON)
+		s.mistyped.Add(c.Mistyped - pr.counted.Mistyped)
+		pr.counted = c
+	}
 }
 
 // add turns one line into a record of its partition, or a rejection.
@@ -165,8 +176,8 @@ func (pr *partRun) add(ctx context.Context, ln schema.Line) error {
 		return pr.reject(ctx, ln.Number, ln.Bytes, `DeviceId "`+schema.MarkerKey+`" is reserved for snapshot markers`)
 	}
 	value := ln.Bytes
-	if s.cfg.ValueFormat == ValueJSON {
-		if pr.value, err = schema.Normalise(pr.value[:0], ln.Bytes); err != nil {
+	if pr.enc != nil {
+		if pr.value, err = pr.enc.Encode(pr.value[:0], ln.Bytes); err != nil {
 			return pr.reject(ctx, ln.Number, ln.Bytes, err.Error())
 		}
 		value = pr.value

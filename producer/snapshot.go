@@ -36,11 +36,19 @@ func (f PartOpenerFunc) OpenPart(ctx context.Context, part schema.Part) (io.Read
 	return f(ctx, part)
 }
 
-// The value formats of SnapshotConfig.ValueFormat.
+// The value formats of SnapshotConfig.ValueFormat (schema.ValueFormat's
+// names).
 const (
-	ValueRaw  = "raw"
-	ValueJSON = "json"
+	ValueRaw        = "raw"
+	ValueJSON       = "json"
+	ValueAvro       = "avro"
+	ValueJSONSchema = "json-schema"
 )
+
+func validFormat(name string) bool {
+	_, ok := schema.ParseValueFormat(name)
+	return ok
+}
 
 // Defaults of SnapshotConfig.
 const (
@@ -81,8 +89,12 @@ type SnapshotConfig struct {
 	// it is expected to carry the run's context (run_id) already.
 	Logger zerolog.Logger
 	// ValueFormat is the records' value: "" or ValueRaw the line byte for
-	// byte, ValueJSON its normalised form (schema.Normalise).
+	// byte, ValueJSON its normalised form (schema.Normalise), ValueAvro and
+	// ValueJSONSchema the typed record in the Confluent wire format with
+	// SchemaID, the registry's id of the export's schema. Markers stay
+	// JSON; with a typed format they carry content-type application/json.
 	ValueFormat string
+	SchemaID    uint32
 	// CloudEvents adds the CloudEvents binary-mode headers (ce_*) to every
 	// record and marker; Tenant names the tenant in ce_source ("": the
 	// default one).
@@ -119,6 +131,11 @@ type Result struct {
 	// Reason.
 	Aborted bool
 	Reason  string
+	// ValuesNotJSON counts the members documented as JSON in a string
+	// whose string is not JSON (kept as the string); ValuesMistyped the
+	// members of a typed value (avro, json-schema) not of their column's
+	// type (carried in ExtraMembers). Neither loses anything.
+	ValuesNotJSON, ValuesMistyped int64
 }
 
 // PartError reports the failure of one part file.
@@ -158,6 +175,10 @@ type Snapshot struct {
 	log   zerolog.Logger
 
 	hExport, hGenerated, hRunID, hContentType []byte
+	format                                    schema.ValueFormat
+	export                                    schema.Export
+	// Members kept without their type (schema.ValueCounts).
+	notJSON, mistyped atomic.Int64
 	// CloudEvents headers shared by every record (ce_time, ce_source,
 	// ce_type of a record).
 	hCESpec, hCETime, hCESource, hCERecordType []byte
@@ -199,8 +220,8 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, sink wire.Sink) (*Snapsho
 		return nil, fmt.Errorf("producer: MaxMessageBytes %d: must be positive", cfg.MaxMessageBytes)
 	case cfg.RetryMaxElapsed <= 0:
 		return nil, fmt.Errorf("producer: RetryMaxElapsed %s: must be positive", cfg.RetryMaxElapsed)
-	case cfg.ValueFormat != "" && cfg.ValueFormat != ValueRaw && cfg.ValueFormat != ValueJSON:
-		return nil, fmt.Errorf("producer: value format %q: want %s or %s", cfg.ValueFormat, ValueRaw, ValueJSON)
+	case !validFormat(cfg.ValueFormat):
+		return nil, fmt.Errorf("producer: value format %q: want one of %s", cfg.ValueFormat, strings.Join(schema.ValueFormats(), ", "))
 	case cfg.DLQTopic != "" && cfg.DLQPartitions < 1:
 		return nil, fmt.Errorf("producer: DLQ topic %q has %d partitions", cfg.DLQTopic, cfg.DLQPartitions)
 	}
@@ -226,9 +247,11 @@ func NewSnapshot(cfg SnapshotConfig, parts PartOpener, sink wire.Sink) (*Snapsho
 		hExport:      []byte(cfg.Manifest.Export),
 		hGenerated:   []byte(cfg.Manifest.GeneratedTime),
 		hRunID:       []byte(cfg.RunID),
-		hContentType: []byte(schema.ContentTypeJSON),
 		retryInitial: 200 * time.Millisecond,
 	}
+	s.format, _ = schema.ParseValueFormat(cfg.ValueFormat)
+	s.hContentType = []byte(s.format.ContentType())
+	s.export, _ = schema.LookupExport(cfg.Manifest.Export)
 	if cfg.CloudEvents {
 		s.hCESpec = []byte(schema.CloudEventsSpecVersion)
 		s.hCETime = []byte(schema.CloudEventsTime(cfg.Manifest.GeneratedTime))
@@ -267,6 +290,8 @@ func (s *Snapshot) result(start time.Time) Result {
 		Parts:            len(s.cfg.Manifest.Parts),
 		LineBytes:        s.lineBytes.Load(),
 		Duration:         time.Since(start),
+		ValuesNotJSON:    s.notJSON.Load(),
+		ValuesMistyped:   s.mistyped.Load(),
 	}
 }
 
@@ -446,6 +471,9 @@ func (s *Snapshot) writeMarkers(ctx context.Context, w *wire.Writer, kind schema
 		{Key: schema.HeaderExport, Value: s.hExport},
 		{Key: schema.HeaderGeneratedTime, Value: s.hGenerated},
 		{Key: schema.HeaderRunID, Value: s.hRunID},
+	}
+	if s.format.Registered() {
+		hdrs = append(hdrs, wire.Header{Key: schema.HeaderContentType, Value: []byte(schema.ContentTypeJSON)})
 	}
 	base := len(hdrs)
 	for p := range s.cfg.Partitions {

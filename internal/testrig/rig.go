@@ -34,6 +34,20 @@ type Rig struct {
 	// AzuriteBlob is the blob service URL of the devstoreaccount1 account,
 	// e.g. http://127.0.0.1:10000/devstoreaccount1. Empty when Azurite is not running.
 	AzuriteBlob string
+	// SchemaRegistry is the Confluent-compatible API of the rig's Schema
+	// Registry (Apicurio Registry, scripts/registry.sh), e.g.
+	// http://127.0.0.1:28081/apis/ccompat/v7. Empty when it is not running.
+	SchemaRegistry string
+}
+
+// Registry returns the Schema Registry's URL; the test fails when the rig
+// has none (scripts/test.sh always starts it).
+func (r Rig) Registry(t testing.TB) string {
+	t.Helper()
+	if r.SchemaRegistry == "" {
+		t.Fatal("testrig: IT_SCHEMA_REGISTRY_URL is not set: start the registry (scripts/registry.sh start) and eval \"$(scripts/registry.sh env)\"")
+	}
+	return r.SchemaRegistry
 }
 
 // Env reads the rig from the environment. It skips the test when
@@ -46,16 +60,17 @@ func Env(t testing.TB) Rig {
 		t.Skip("IT_KAFKA_BROKERS is not set: run scripts/test.sh, or start the rig and eval \"$(scripts/kafka.sh env)\"")
 	}
 	return Rig{
-		Brokers:       splitList(brokers),
-		SASLBrokers:   splitList(os.Getenv("IT_KAFKA_SASL_BROKERS")),
-		CAFile:        os.Getenv("IT_KAFKA_CA_FILE"),
-		ScramUser:     os.Getenv("IT_KAFKA_SCRAM_USER"),
-		ScramPassword: os.Getenv("IT_KAFKA_SCRAM_PASSWORD"),
-		PlainUser:     os.Getenv("IT_KAFKA_PLAIN_USER"),
-		PlainPassword: os.Getenv("IT_KAFKA_PLAIN_PASSWORD"),
-		KafkaJars:     os.Getenv("IT_KAFKA_JARS"),
-		KafkaScript:   os.Getenv("IT_KAFKA_SCRIPT"),
-		AzuriteBlob:   strings.TrimRight(os.Getenv("IT_AZURITE_BLOB"), "/"),
+		Brokers:        splitList(brokers),
+		SASLBrokers:    splitList(os.Getenv("IT_KAFKA_SASL_BROKERS")),
+		CAFile:         os.Getenv("IT_KAFKA_CA_FILE"),
+		ScramUser:      os.Getenv("IT_KAFKA_SCRAM_USER"),
+		ScramPassword:  os.Getenv("IT_KAFKA_SCRAM_PASSWORD"),
+		PlainUser:      os.Getenv("IT_KAFKA_PLAIN_USER"),
+		PlainPassword:  os.Getenv("IT_KAFKA_PLAIN_PASSWORD"),
+		KafkaJars:      os.Getenv("IT_KAFKA_JARS"),
+		KafkaScript:    os.Getenv("IT_KAFKA_SCRIPT"),
+		AzuriteBlob:    strings.TrimRight(os.Getenv("IT_AZURITE_BLOB"), "/"),
+		SchemaRegistry: strings.TrimRight(os.Getenv("IT_SCHEMA_REGISTRY_URL"), "/"),
 	}
 }
 
