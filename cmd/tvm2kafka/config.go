@@ -1,17 +1,23 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tvm2kafka/tvm2kafka/internal/runner"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
+	"github.com/tvm2kafka/tvm2kafka/registry"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
@@ -43,7 +49,8 @@ type config struct {
 	auth        string          // MDE_AUTH's value for the credential chosen
 	cred        source.CredentialConfig
 	kafka       wire.Config
-	workers     int // TVM2KAFKA_WORKERS, or derived from res
+	registry    *registry.Config // the typed value formats' Schema Registry
+	workers     int              // TVM2KAFKA_WORKERS, or derived from res
 	logLevel    zerolog.Level
 	logFormat   string
 	secretsSeen []string // values to scrub from anything printed
@@ -189,6 +196,13 @@ func parseConfig(v rawValues) (*config, error) {
 		c.warnings = append(c.warnings, "KAFKA_OAUTH_SCOPE is set but KAFKA_SASL_MECHANISM is not OAUTHBEARER: it is not used")
 	}
 	k.RetryMaxElapsed = in.Pipeline.RetryMax
+	c.registry, err = registryConfig(t, in.Pipeline.DryRun)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if f, _ := schema.ParseValueFormat(t.ValueFormat); !f.Registered() && t.RegistryURL != "" {
+		c.warnings = append(c.warnings, "KAFKA_SCHEMA_REGISTRY_URL is set but KAFKA_VALUE_FORMAT is "+t.ValueFormat+": no schema is registered")
+	}
 	for _, e := range c.exports {
 		if len(errs) > 0 {
 			break
@@ -428,6 +442,43 @@ func defaultScope(apiURL string) string {
 	return public
 }
 
+// registryConfig is the Schema Registry of the typed value formats; nil
+// for the others.
+func registryConfig(t topicSettings, dryRun bool) (*registry.Config, error) {
+	f, _ := schema.ParseValueFormat(t.ValueFormat)
+	if !f.Registered() {
+		return nil, nil
+	}
+	switch {
+	case t.RegistryURL == "":
+		return nil, fmt.Errorf("KAFKA_SCHEMA_REGISTRY_URL: required with KAFKA_VALUE_FORMAT=%s (the schema's id is in every value)", t.ValueFormat)
+	case t.RegistryToken != "" && (t.RegistryUser != "" || t.RegistryPassword != ""):
+		return nil, errors.New("KAFKA_SCHEMA_REGISTRY_TOKEN: set either it or KAFKA_SCHEMA_REGISTRY_USERNAME and _PASSWORD, not both")
+	case t.RegistryPassword != "" && t.RegistryUser == "":
+		return nil, errors.New("KAFKA_SCHEMA_REGISTRY_PASSWORD: set without KAFKA_SCHEMA_REGISTRY_USERNAME")
+	}
+	if err := checkURL(t.RegistryURL); err != nil {
+		return nil, fmt.Errorf("KAFKA_SCHEMA_REGISTRY_URL: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if t.RegistryCAFile != "" {
+		pem, err := os.ReadFile(t.RegistryCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_SCHEMA_REGISTRY_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("KAFKA_SCHEMA_REGISTRY_CA_FILE: no PEM certificate in %s", t.RegistryCAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &registry.Config{
+		URL: t.RegistryURL, Username: t.RegistryUser, Password: t.RegistryPassword, Token: t.RegistryToken,
+		HTTPClient: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		UserAgent:  "tvm2kafka",
+	}, nil
+}
+
 // runner is the configuration of one run, for runner.Run.
 func (c *config) runner() runner.Config {
 	return runner.Config{
@@ -440,6 +491,7 @@ func (c *config) runner() runner.Config {
 		DryRun:        c.Pipeline.DryRun,
 		CloudEvents:   c.Topics.CloudEvents,
 		ValueFormat:   c.Topics.ValueFormat,
+		Registry:      c.registry,
 		Workers:       c.workers,
 		RetryMax:      c.Pipeline.RetryMax,
 		Lease:         c.Runs.Lease,

@@ -71,6 +71,12 @@ func TestConfigErrorsExit2BeforeAnyNetworkCall(t *testing.T) {
 		{"export and exports", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport", "MDE_EXPORT": "CertificateAssessmentExport"}, nil, []string{"MDE_EXPORTS", "MDE_EXPORT"}},
 		{"one topic for several exports", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport,CertificateAssessmentExport", "KAFKA_TABLE_TOPIC": "table"}, nil, []string{"KAFKA_TABLE_TOPIC", "{export}"}},
 		{"several exports for run", map[string]string{"MDE_EXPORTS": "SoftwareInventoryExport,CertificateAssessmentExport"}, nil, []string{"MDE_EXPORTS", "serve"}},
+		{"unknown value format", map[string]string{"KAFKA_VALUE_FORMAT": "protobuf"}, nil, []string{"KAFKA_VALUE_FORMAT", "json-schema"}},
+		{"avro without a registry", map[string]string{"KAFKA_VALUE_FORMAT": "avro"}, nil, []string{"KAFKA_SCHEMA_REGISTRY_URL", "required", "avro"}},
+		{"json-schema without a registry", map[string]string{"KAFKA_VALUE_FORMAT": "json-schema"}, nil, []string{"KAFKA_SCHEMA_REGISTRY_URL", "required"}},
+		{"registry token and user", map[string]string{"KAFKA_VALUE_FORMAT": "avro", "KAFKA_SCHEMA_REGISTRY_URL": srv.URL, "KAFKA_SCHEMA_REGISTRY_TOKEN": "t0ken-abc", "KAFKA_SCHEMA_REGISTRY_USERNAME": "u"}, nil, []string{"KAFKA_SCHEMA_REGISTRY_TOKEN", "not both"}},
+		{"registry over plain http", map[string]string{"KAFKA_VALUE_FORMAT": "avro", "KAFKA_SCHEMA_REGISTRY_URL": "http://registry.example.com"}, nil, []string{"KAFKA_SCHEMA_REGISTRY_URL", "loopback"}},
+		{"registry CA missing", map[string]string{"KAFKA_VALUE_FORMAT": "avro", "KAFKA_SCHEMA_REGISTRY_URL": srv.URL, "KAFKA_SCHEMA_REGISTRY_CA_FILE": "/nonexistent/ca.pem"}, nil, []string{"KAFKA_SCHEMA_REGISTRY_CA_FILE"}},
 		{"unknown flag", nil, []string{"--no-such-flag"}, []string{"no-such-flag"}},
 		{"stray argument", nil, []string{"extra"}, []string{"unexpected argument"}},
 	}

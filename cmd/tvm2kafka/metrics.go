@@ -28,6 +28,7 @@ type metrics struct {
 	recordsPublished prometheus.Counter
 	recordsRejected  prometheus.Counter
 	duplicateKeys    prometheus.Counter
+	valuesUntyped    *prometheus.CounterVec
 	apiRequests      *prometheus.CounterVec
 	duration         prometheus.Histogram
 	lastFailed       prometheus.Gauge
@@ -61,6 +62,10 @@ func newMetrics(interval time.Duration) *metrics {
 		"Lines rejected (not published to the topic; sent to the DLQ when set), over all runs.")
 	m.duplicateKeys = counter("tvm2kafka_duplicate_keys_total",
 		"Lines whose natural key an earlier line of the same snapshot had (published; the table topic keeps the last), over all runs. Counted with a table topic only.")
+	m.valuesUntyped = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "tvm2kafka_value_members_untyped_total",
+		Help: "Members of records kept without their column's type, by reason: not_json (a column documented as JSON in a string whose string is not JSON, kept as the string), mistyped (avro, json-schema: a value not of its column's type, carried in ExtraMembers). Published either way.",
+	}, []string{"reason"})
 	m.apiRequests = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "tvm2kafka_export_api_requests_total",
 		Help: "HTTP requests to the Defender export API by status code (\"error\" when no answer came).",
@@ -98,6 +103,8 @@ func (m *metrics) observe(out runner.Outcome, now time.Time) {
 	m.recordsPublished.Add(float64(out.Res.Records))
 	m.recordsRejected.Add(float64(out.Res.Rejected))
 	m.duplicateKeys.Add(float64(out.DuplicateKeys))
+	m.valuesUntyped.WithLabelValues("not_json").Add(float64(out.Res.ValuesNotJSON))
+	m.valuesUntyped.WithLabelValues("mistyped").Add(float64(out.Res.ValuesMistyped))
 	switch out.Result {
 	case runner.Complete:
 		m.duration.Observe(out.Duration.Seconds())

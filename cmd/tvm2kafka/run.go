@@ -215,6 +215,8 @@ func logSummary(log zerolog.Logger, topic string, dryRun bool, out runner.Outcom
 		Int64("records", res.Records).
 		Int64("rejected", res.Rejected).
 		Int64("duplicateKeys", out.DuplicateKeys).
+		Int64("valuesNotJSON", res.ValuesNotJSON).
+		Int64("valuesMistyped", res.ValuesMistyped).
 		Int("parts", len(out.Manifest.Parts)).
 		Int64("bytes_in", out.BytesIn).
 		Int64("bytes_out", res.LineBytes).

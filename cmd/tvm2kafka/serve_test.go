@@ -218,6 +218,7 @@ func TestMetricNames(t *testing.T) {
 		"tvm2kafka_snapshot_in_progress",
 		"tvm2kafka_snapshot_interval_seconds",
 		"tvm2kafka_snapshots_total",
+		"tvm2kafka_value_members_untyped_total",
 	}
 	if !slices.Equal(ours, want) {
 		t.Fatalf("tvm2kafka metrics %v, want %v", ours, want)

@@ -13,6 +13,7 @@ import (
 	"github.com/tvm2kafka/tvm2kafka/internal/names"
 	"github.com/tvm2kafka/tvm2kafka/internal/wire"
 	"github.com/tvm2kafka/tvm2kafka/producer"
+	"github.com/tvm2kafka/tvm2kafka/registry"
 	"github.com/tvm2kafka/tvm2kafka/schema"
 	"github.com/tvm2kafka/tvm2kafka/source"
 )
@@ -51,8 +52,11 @@ type Config struct {
 	// Tenant names the tenant in their ce_source ("": the default one).
 	CloudEvents bool
 	Tenant      string
-	// ValueFormat is the records' value (producer.ValueRaw, ValueJSON).
+	// ValueFormat is the records' value (producer.ValueRaw, ValueJSON,
+	// ValueAvro, ValueJSONSchema); Registry is where the typed formats'
+	// schemas are registered (nil for the others).
 	ValueFormat string
+	Registry    *registry.Config
 	// Workers is the number of parts processed at once.
 	Workers int
 	// RetryMax bounds the retries of a part's reads and of a write.
@@ -230,6 +234,15 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		}
 	}
 
+	// The schema before the export API: a registry that is down or
+	// refuses the schema costs no export API call, and no marker.
+	schemaID, err := registerSchema(ctx, cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("schema registry: no snapshot taken, no marker written")
+		out.Result, out.Err = Failed, err
+		return out
+	}
+
 	log.Info().Str("auth", string(kind)).Str("api", cfg.APIURL).Msg("requesting export")
 	manifest, err := exports.Manifest(ctx)
 	if err != nil {
@@ -282,6 +295,7 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		Observer:        observer,
 		CloudEvents:     cfg.CloudEvents,
 		ValueFormat:     cfg.ValueFormat,
+		SchemaID:        schemaID,
 		Tenant:          cfg.Tenant,
 	}, blobs, sink)
 	if err != nil {
@@ -316,6 +330,47 @@ func Run(ctx context.Context, cfg Config, env Env) (out Outcome) {
 		out.Result, out.Err = Failed, err
 	}
 	return out
+}
+
+// registerSchema registers the export's schema of a typed value format
+// under "<topic>-value" and returns its id (0 for the other formats, and
+// in a dry run, which contacts no registry).
+func registerSchema(ctx context.Context, cfg Config, log zerolog.Logger) (uint32, error) {
+	f, _ := schema.ParseValueFormat(cfg.ValueFormat)
+	if !f.Registered() {
+		return 0, nil
+	}
+	if cfg.DryRun {
+		log.Warn().Str("value_format", f.String()).Msg("dry run: no schema is registered; values carry schema id 0")
+		return 0, nil
+	}
+	e, ok := schema.LookupExport(cfg.Export)
+	if !ok {
+		return 0, fmt.Errorf("%s: %q is not an export", cfg.Names.Of("runner.Export"), cfg.Export)
+	}
+	if cfg.Registry == nil {
+		return 0, fmt.Errorf("%s: not set", cfg.Names.Of("registry.URL"))
+	}
+	cl, err := registry.New(*cfg.Registry)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", cfg.Names.Of("registry.URL"), err)
+	}
+	kind, text := registry.Avro, schema.AvroSchema(e)
+	if f == schema.FormatJSONSchema {
+		kind, text = registry.JSONSchema, schema.JSONSchema(e)
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	reg, err := cl.Register(rctx, registry.Subject(cfg.Kafka.Topic), kind, text)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", cfg.Names.Of("registry.URL"), err)
+	}
+	ev := log.Info().Str("subject", reg.Subject).Int("schema_id", reg.ID).Int("schema_version", reg.Version).Str("value_format", f.String())
+	if reg.SetCompatibility {
+		ev = ev.Str("compatibility", "BACKWARD")
+	}
+	ev.Msg("schema registered")
+	return uint32(reg.ID), nil
 }
 
 // watched joins the snapshot's counters and the blob reader's.
