@@ -224,10 +224,6 @@ func skipWS(v []byte, i int) int {
 	return i
 }
 
-func isDelimiter(c byte) bool {
-	return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r'
-}
-
 func trimSpace(b []byte) []byte {
 	i := skipWS(b, 0)
 	j := len(b)

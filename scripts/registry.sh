@@ -8,6 +8,7 @@
 #                                 with Maven (~160 MB, cached) and unpack it
 #   scripts/registry.sh start     start it on 127.0.0.1:$REGISTRY_PORT (default 28081)
 #   scripts/registry.sh stop|status|clean
+#   scripts/registry.sh java      print the Java 21+ it runs with (fails when there is none)
 #   scripts/registry.sh env       print `export IT_SCHEMA_REGISTRY_URL=...` for the tests
 #
 # Apicurio Registry 3 needs Java 21 or newer: REGISTRY_JAVA, or the newest JDK of
@@ -151,6 +152,7 @@ cmd_status() {
 
 case "${1:-}" in
 install) install ;;
+java) find_java ;;
 start) lock_state "$STATE" 300 && cmd_start ;;
 stop) lock_state "$STATE" 300 && cmd_stop ;;
 status) cmd_status ;;

@@ -10,8 +10,9 @@
 #
 # On a fresh machine it installs what is missing: kcat (Debian), Go modules, staticcheck
 # (go install, pinned below), the Kafka jars (Maven Central, cached in
-# ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}), Azurite (npm) and the Kafka Streams application
-# of the end-to-end tests (Maven, scripts/streamsapp.sh).
+# ${TVM2KAFKA_CACHE:-~/.cache/tvm2kafka}), Azurite (npm), Apicurio Registry (Maven Central,
+# scripts/registry.sh; a Java 21+ from Debian when the machine has none) and the Kafka Streams
+# application of the end-to-end tests (Maven, scripts/streamsapp.sh).
 # Services it started are stopped on exit, also when a step fails or it is interrupted.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
 #
@@ -130,6 +131,13 @@ check_tools() {
 			as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
 		fi
 		kcat -V 2>&1 | head -n1
+		# Apicurio Registry (the Schema Registry of the typed value formats) needs Java 21+.
+		if ! "$SCRIPT_DIR/registry.sh" java >/dev/null 2>&1; then
+			echo "installing a Java 21+ runtime for Apicurio Registry (Debian package)"
+			as_root apt-get update -qq && { as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-21-jre-headless >/dev/null ||
+				as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-25-jre-headless >/dev/null; }
+		fi
+		echo "registry: $("$SCRIPT_DIR/registry.sh" java)"
 	fi
 }
 
@@ -199,9 +207,10 @@ start_services() {
 		cat "$RIG_DIR/prefetch.log"
 		((rc == 0)) || return "$rc"
 	fi
-	start_service kafka && start_service azurite || return 1
+	start_service kafka && start_service azurite && start_service registry || return 1
 	eval "$("$SCRIPT_DIR/kafka.sh" env)"
 	eval "$("$SCRIPT_DIR/azurite.sh" env)"
+	eval "$("$SCRIPT_DIR/registry.sh" env)"
 	eval "$("$SCRIPT_DIR/streamsapp.sh" env)"
 	env | grep '^IT_' | grep -v PASSWORD | sort
 }
@@ -285,7 +294,7 @@ step "Tools" check_tools
 if [[ $MODE == all && ${#FAILED[@]} -eq 0 ]]; then
 	# Fetch the Kafka jars and Azurite, and build the Kafka Streams application of the
 	# end-to-end tests (Maven), while the Go steps run.
-	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install && "$SCRIPT_DIR/streamsapp.sh" build) \
+	("$SCRIPT_DIR/kafka.sh" jars && "$SCRIPT_DIR/azurite.sh" install && "$SCRIPT_DIR/registry.sh" install && "$SCRIPT_DIR/streamsapp.sh" build) \
 		>"$RIG_DIR/prefetch.log" 2>&1 &
 	PREFETCH_PID=$!
 fi
