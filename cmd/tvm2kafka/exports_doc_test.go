@@ -16,30 +16,36 @@ import (
 // rewrites them.
 func TestExportsDocs(t *testing.T) {
 	for page, gen := range map[string]func() string{"../../docs/exports.md": exportsPage, "../../README.md": exportsTable} {
-		b, err := os.ReadFile(page)
-		if err != nil {
+		checkGenerated(t, page, "exports", gen(), "TestExportsDocs")
+	}
+}
+
+// checkGenerated compares the block of page between <!-- name --> and
+// <!-- /name --> with want, and rewrites it with -update-readme.
+func checkGenerated(t *testing.T, page, name, want, test string) {
+	t.Helper()
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	begin, end := "<!-- "+name+" -->\n", "<!-- /"+name+" -->"
+	i := strings.Index(text, begin)
+	j := strings.Index(text[i+len(begin):], end)
+	if i < 0 || j < 0 {
+		t.Fatalf("%s: no %q … %q", page, begin, end)
+	}
+	i += len(begin)
+	if text[i:i+j] == want {
+		return
+	}
+	if *updateReadme {
+		if err := os.WriteFile(page, []byte(text[:i]+want+text[i+j:]), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		text := string(b)
-		begin, end := "<!-- exports -->\n", "<!-- /exports -->"
-		i := strings.Index(text, begin)
-		j := strings.Index(text[i+len(begin):], end)
-		if i < 0 || j < 0 {
-			t.Fatalf("%s: no %q … %q", page, begin, end)
-		}
-		i += len(begin)
-		want := gen()
-		if text[i:i+j] == want {
-			continue
-		}
-		if *updateReadme {
-			if err := os.WriteFile(page, []byte(text[:i]+want+text[i+j:]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		t.Errorf("%s: the exports differ from the declaration; run go test ./cmd/tvm2kafka -run TestExportsDocs -update-readme", page)
+		return
 	}
+	t.Errorf("%s: the generated block %q differs from the code; run go test ./cmd/tvm2kafka -run %s -update-readme", page, name, test)
 }
 
 func exportsTable() string {

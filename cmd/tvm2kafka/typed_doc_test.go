@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -16,30 +15,7 @@ import (
 // declaration and the encoders; `go test ./cmd/tvm2kafka -run
 // TestTypedDocs -update-readme` rewrites them.
 func TestTypedDocs(t *testing.T) {
-	const page = "../../docs/typed.md"
-	b, err := os.ReadFile(page)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(b)
-	begin, end := "<!-- typed -->\n", "<!-- /typed -->"
-	i := strings.Index(text, begin)
-	j := strings.Index(text[i+len(begin):], end)
-	if i < 0 || j < 0 {
-		t.Fatalf("%s: no %q … %q", page, begin, end)
-	}
-	i += len(begin)
-	want := typedPage(t)
-	if text[i:i+j] == want {
-		return
-	}
-	if *updateReadme {
-		if err := os.WriteFile(page, []byte(text[:i]+want+text[i+j:]), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Errorf("%s: the schemas or examples differ from the code; run go test ./cmd/tvm2kafka -run TestTypedDocs -update-readme", page)
+	checkGenerated(t, "../../docs/typed.md", "typed", typedPage(t), "TestTypedDocs")
 }
 
 // exampleLine is the InfoGathering line of the examples.
