@@ -203,7 +203,11 @@ func (n *normaliser) scan(v []byte, i, nest int) (end int, content []byte, escap
 		}
 		out = append(out, v[start:j]...)
 		switch v[j+1] {
-		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		case '"', '\\', '/': // the common escapes of JSON held in a string
+			out = append(out, v[j+1])
+			start, j = j+2, j+2
+			continue
+		case 'b', 'f', 'n', 'r', 't':
 		case 'u':
 			if j+6 > len(v) || hex4(v[j+2:j+6]) < 0 {
 				return j, nil, false, false
